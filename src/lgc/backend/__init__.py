@@ -1,0 +1,55 @@
+"""Backends turn a Graph into an executable `f(list of arrays) -> list of arrays`.
+
+The default comes from `lgc.set_backend`, else the `LGC_BACKEND` environment variable, else
+the best backend available.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import LgcError
+
+_BACKENDS = {}
+_selected: str | None = None
+
+
+def register_backend(name: str, factory) -> None:
+    _BACKENDS[name] = factory
+
+
+def _load():
+    if not _BACKENDS:
+        from .reference import ReferenceExecutable
+
+        register_backend("reference", ReferenceExecutable)
+
+
+def available_backends() -> list[str]:
+    _load()
+    return list(_BACKENDS)
+
+
+def set_backend(name: str) -> None:
+    """Select the default backend for dlfeval and lgc.compile."""
+    _check(name)
+    global _selected
+    _selected = name
+
+
+def get_backend() -> str:
+    """The default backend's name."""
+    name = _selected or os.environ.get("LGC_BACKEND") or "reference"
+    _check(name)
+    return name
+
+
+def _check(name: str) -> None:
+    if name not in available_backends():
+        raise LgcError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
+
+
+def compile_graph(g, backend: str | None = None):
+    name = backend or get_backend()
+    _check(name)
+    return _BACKENDS[name](g)

@@ -1,0 +1,325 @@
+"""The MATLAB deep learning functions on dlarrays (API.md §2): activations, fullyconnect,
+softmax, losses, one-hot coding, dropout.
+
+Each validates its arguments in user vocabulary (the function, the argument, the shapes), then
+builds IR through `apply`; none computes numbers itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .dlarray import (
+    DLArray, apply, dims, dlarray, finddim, log, maximum, minimum, provenance, reshape,
+    stripdims,
+)
+from .dlarray import sum as _sum
+from .errors import FormatError, ShapeError, TraceError
+from .ir.types import is_float
+
+
+def _formatted(fn: str, x, DataFormat):  # noqa: N803
+    """X as a formatted DLArray, plus whether the caller passed unformatted data."""
+    if not isinstance(x, DLArray):
+        x = dlarray(np.asarray(x) if not isinstance(x, np.ndarray) else x)
+    if x.fmt:
+        if DataFormat:
+            raise FormatError(f"{fn}: X is already formatted ({x.fmt}); DataFormat applies only "
+                              f"to unformatted input")
+        return x, False
+    if not DataFormat:
+        raise FormatError(f"{fn}: X is unformatted {x.shape}; pass a formatted dlarray or "
+                          f"DataFormat=")
+    return dlarray(x, DataFormat), True
+
+
+def _check_batch(fn: str, x: DLArray) -> None:
+    for d in finddim(x, "B"):
+        if x.shape[d] == 0:
+            raise ShapeError(f"{fn}: the batch dimension of X {x.shape} ({x.fmt}) is empty")
+
+
+def _check_float(fn: str, arg: str, x) -> None:
+    dt = x._type.dtype if isinstance(x, DLArray) else None
+    if dt is not None and not is_float(dt):
+        raise ShapeError(f"{fn}: {arg} must be a float array, got {dt} {x.shape}")
+
+
+def _as_column(fn: str, arg: str, v, n: int, dtype=None):
+    """A parameter vector given in any shape with `n` elements, as an (n, 1) array."""
+    size = v.size if isinstance(v, DLArray) else np.size(v)
+    if size != n:
+        raise ShapeError(f"{fn}: {arg} must have {n} elements, got shape {np.shape(v)}")
+    return reshape(v, (n, 1))
+
+
+# --- activations ------------------------------------------------------------------------------
+
+
+def _activation(op, fn, x, **attrs):
+    with provenance(fn):
+        if not isinstance(x, DLArray):
+            x = dlarray(x)
+        _check_float(fn, "X", x)
+        return apply(op, x, **attrs)
+
+
+def relu(X):  # noqa: N803
+    """relu(X) — max(X, 0), format kept."""
+    return _activation("relu", "relu", X)
+
+
+def leakyrelu(X, scaleFactor=0.01):  # noqa: N803
+    """leakyrelu(X, scaleFactor) — X where X > 0, else scaleFactor·X (default 0.01)."""
+    if not np.isscalar(scaleFactor):
+        raise ShapeError(f"leakyrelu: scaleFactor must be a scalar, got {scaleFactor!r}")
+    return _activation("leakyrelu", "leakyrelu", X, scale=float(scaleFactor))
+
+
+def sigmoid(X):  # noqa: N803
+    """sigmoid(X) — 1 / (1 + exp(−X)), format kept."""
+    return _activation("sigmoid", "sigmoid", X)
+
+
+def tanh(X):  # noqa: N803
+    """tanh(X) — hyperbolic tangent, format kept."""
+    return _activation("tanh", "tanh", X)
+
+
+def softmax(X, DataFormat=None):  # noqa: N803
+    """softmax(X) — softmax over the channel dimension C, numerically stable.
+
+    Example: `Y = softmax(dlarray(scores, "CB"))`.
+    """
+    with provenance("softmax"):
+        x, strip = _formatted("softmax", X, DataFormat)
+        _check_float("softmax", "X", x)
+        (c,) = finddim(x, "C") or (None,)
+        if c is None:
+            raise FormatError(f"softmax: X ({x.fmt} {x.shape}) has no channel dimension C")
+        _check_batch("softmax", x)
+        y = apply("softmax", x, axis=c)
+        return stripdims(y) if strip else y
+
+
+# --- fullyconnect -----------------------------------------------------------------------------
+
+
+def fullyconnect(X, weights, bias=None, DataFormat=None):  # noqa: N803
+    """fullyconnect(X, weights, bias) — weights · (features of each observation) + bias.
+
+    Args:
+        X: formatted dlarray (or unformatted with DataFormat=). The features of an observation
+           are its S, C and U dimensions, flattened as MATLAB does (first S fastest, C slowest);
+           with a T dimension, each time step is connected separately.
+        weights: (outputSize, inputSize).
+        bias: outputSize elements in any shape, or None.
+    Returns:
+        A dlarray formatted "CB" (or "CBT" with time).
+    """
+    with provenance("fullyconnect"):
+        x, strip = _formatted("fullyconnect", X, DataFormat)
+        _check_float("fullyconnect", "X", x)
+        _check_batch("fullyconnect", x)
+        w = weights if isinstance(weights, DLArray) else np.asarray(weights)
+        if w.ndim != 2:
+            raise ShapeError(f"fullyconnect: weights must be 2-D (outputSize, inputSize), got "
+                             f"shape {w.shape}")
+        feat = [i for i, c in enumerate(x.fmt) if c in "SCU"]
+        bdim, tdim = finddim(x, "B"), finddim(x, "T")
+        nfeat = int(np.prod([x.shape[i] for i in feat], dtype=np.int64))
+        if w.shape[1] != nfeat:
+            raise ShapeError(f"fullyconnect: weights {w.shape} expect {w.shape[1]} input "
+                             f"features but X ({x.fmt} {x.shape}) has {nfeat} per observation")
+        # MATLAB flattens column-major (first S fastest): row-major over the reversed dims.
+        perm = feat[::-1] + list(bdim) + list(tdim)
+        xt = stripdims(x)
+        if perm != list(range(x.ndim)):
+            xt = apply("transpose", xt, perm=perm)
+        n = x.shape[bdim[0]] if bdim else 1
+        t = x.shape[tdim[0]] if tdim else 1
+        y = apply("matmul", stripdims(w) if isinstance(w, DLArray) else w,
+                  reshape(xt, (nfeat, n * t)))
+        if bias is not None:
+            y = y + _as_column("fullyconnect", "bias", bias, w.shape[0])
+        if tdim:
+            y = dlarray(reshape(y, (w.shape[0], n, t)), "CBT")
+        else:
+            y = dlarray(y, "CB")
+        return stripdims(y) if strip else y
+
+
+# --- losses -----------------------------------------------------------------------------------
+
+
+def _pair(fn: str, Y, T):  # noqa: N803
+    y = Y if isinstance(Y, DLArray) else dlarray(np.asarray(Y))
+    _check_float(fn, "Y", y)
+    if isinstance(T, DLArray):
+        t = T
+    else:
+        t = np.asarray(T)
+        t = t.astype(y.dtype) if t.dtype.kind in "biu" else t
+    if tuple(np.shape(t)) != y.shape:
+        raise ShapeError(f"{fn}: Y {y.shape} ({y.fmt or 'unformatted'}) and T {np.shape(t)} "
+                         f"({dims(t) or 'unformatted'}) must have the same size")
+    if dims(t) and y.fmt and dims(t) != y.fmt:
+        raise FormatError(f"{fn}: Y is {y.fmt} but T is {dims(t)}")
+    if isinstance(t, DLArray) and t.fmt != y.fmt:
+        t = apply("relabel", t, fmt=y.fmt)
+    if isinstance(t, DLArray) and not is_float(t._type.dtype):
+        t = t.astype(y.dtype)
+    _check_batch(fn, y)
+    return y, t
+
+
+def _batch_size(y: DLArray) -> int:
+    b = finddim(y, "B")
+    return y.shape[b[0]] if b else 1
+
+
+def _normalizer(fn: str, y: DLArray, factor: str) -> float:
+    if factor == "batch-size":
+        return float(_batch_size(y))
+    if factor == "all-elements":
+        return float(y.size)
+    if factor == "none":
+        return 1.0
+    raise ShapeError(f"{fn}: NormalizationFactor must be 'batch-size', 'all-elements' or "
+                     f"'none', got {factor!r}")
+
+
+def _class_weights(fn: str, y: DLArray, weights):
+    """Weights with one element per class, shaped to broadcast along C; or elementwise."""
+    if weights is None:
+        return None
+    if np.size(weights) == y.size and np.ndim(weights) == y.ndim:
+        return weights
+    c = finddim(y, "C")
+    if not c or np.size(weights) != y.shape[c[0]]:
+        raise ShapeError(f"{fn}: Weights {np.shape(weights)} must have one element per class "
+                         f"(size of C in Y {y.fmt} {y.shape}) or the size of Y")
+    shape = [1] * y.ndim
+    shape[c[0]] = y.shape[c[0]]
+    return reshape(weights, shape)
+
+
+def crossentropy(Y, T, ClassificationMode="single-label",  # noqa: N803
+                 NormalizationFactor="batch-size", Mask=None, Weights=None):
+    """crossentropy(Y, T) — cross-entropy loss between probabilities Y and targets T.
+
+    single-label: −Σ T·log Y / N; multilabel: −Σ [T log Y + (1−T) log(1−Y)] / N, where N is
+    the size of B ("batch-size"), the number of elements ("all-elements") or 1 ("none"). Y is
+    clamped to [eps, 1−eps] of its dtype before the log. Mask multiplies each element; Weights
+    has one element per class (or Y's size). Returns an unformatted scalar dlarray.
+    """
+    with provenance("crossentropy"):
+        y, t = _pair("crossentropy", Y, T)
+        eps = float(np.finfo(y.dtype).eps)
+        yc = maximum(minimum(y, 1.0 - eps), eps)
+        if ClassificationMode == "single-label":
+            terms = t * log(yc)
+        elif ClassificationMode == "multilabel":
+            terms = t * log(yc) + (1.0 - t) * log(1.0 - yc)
+        else:
+            raise ShapeError(f"crossentropy: ClassificationMode must be 'single-label' or "
+                             f"'multilabel', got {ClassificationMode!r}")
+        w = _class_weights("crossentropy", y, Weights)
+        if w is not None:
+            terms = terms * w
+        if Mask is not None:
+            if np.shape(Mask) != y.shape:
+                raise ShapeError(f"crossentropy: Mask {np.shape(Mask)} must have the size of Y "
+                                 f"{y.shape}")
+            terms = terms * (Mask if isinstance(Mask, DLArray) else np.asarray(Mask, y.dtype))
+        n = _normalizer("crossentropy", y, NormalizationFactor)
+        return _sum(terms) * (-1.0 / n)
+
+
+def mse(Y, T):  # noqa: N803
+    """mse(Y, T) — HALF mean squared error Σ (Y−T)² / (2N), N = size of B (1 when none).
+
+    MATLAB difference: none; note N counts observations, not elements.
+    """
+    with provenance("mse"):
+        y, t = _pair("mse", Y, T)
+        d = y - t
+        return _sum(d * d) * (0.5 / _batch_size(y))
+
+
+def l2loss(Y, T, NormalizationFactor="batch-size", Mask=None, Weights=None):  # noqa: N803
+    """l2loss(Y, T) — Σ (Y−T)² / N (not halved); N as in crossentropy."""
+    with provenance("l2loss"):
+        y, t = _pair("l2loss", Y, T)
+        d = y - t
+        terms = d * d
+        w = _class_weights("l2loss", y, Weights)
+        if w is not None:
+            terms = terms * w
+        if Mask is not None:
+            terms = terms * (Mask if isinstance(Mask, DLArray) else np.asarray(Mask, y.dtype))
+        return _sum(terms) * (1.0 / _normalizer("l2loss", y, NormalizationFactor))
+
+
+# --- one-hot coding ---------------------------------------------------------------------------
+
+
+def onehotencode(labels, featureDim, ClassNames=None):  # noqa: N803
+    """onehotencode(labels, featureDim) — one-hot encode along a new dimension `featureDim`.
+
+    N labels with featureDim=0 give a (K, N) float32 array; the classes are `ClassNames`,
+    default the sorted unique labels. MATLAB difference: 0-based featureDim.
+    """
+    if isinstance(labels, DLArray) and labels.is_traced:
+        raise TraceError("onehotencode: labels must be concrete; encode them before dlfeval")
+    lab = np.asarray(labels)
+    classes = np.unique(lab) if ClassNames is None else np.asarray(ClassNames)
+    if not 0 <= featureDim <= lab.ndim:
+        raise ShapeError(f"onehotencode: featureDim {featureDim} is out of range for labels of "
+                         f"shape {lab.shape}")
+    missing = np.setdiff1d(np.unique(lab), classes)
+    if missing.size:
+        raise ShapeError(f"onehotencode: labels {missing[:5].tolist()} are not in ClassNames")
+    hot = (lab[..., None] == classes).astype(np.float32)
+    return np.moveaxis(hot, -1, featureDim)
+
+
+def onehotdecode(B, classes, featureDim):  # noqa: N803
+    """onehotdecode(B, classes, featureDim) — the class of the largest entry along featureDim.
+
+    Returns a NumPy array of values from `classes`. MATLAB difference: 0-based featureDim.
+    """
+    if isinstance(B, DLArray) and B.is_traced:
+        raise TraceError("onehotdecode: needs concrete scores; call it on dlfeval's outputs")
+    b = np.asarray(B)
+    classes = np.asarray(classes)
+    if not 0 <= featureDim < b.ndim:
+        raise ShapeError(f"onehotdecode: featureDim {featureDim} is out of range for B of "
+                         f"shape {b.shape}")
+    if b.shape[featureDim] != classes.size:
+        raise ShapeError(f"onehotdecode: B has {b.shape[featureDim]} entries along dimension "
+                         f"{featureDim} but there are {classes.size} classes")
+    return classes[np.argmax(b, axis=featureDim)]
+
+
+# --- dropout ----------------------------------------------------------------------------------
+
+
+def dropout(X, p=0.5):  # noqa: N803
+    """dropout(X, p) — zero each element with probability p and scale survivors by 1/(1−p).
+
+    Training behaviour only; a fresh mask is drawn on every call (seed with `lgc.rng`).
+    """
+    if not 0 <= p < 1:
+        raise ShapeError(f"dropout: probability p must be in [0, 1), got {p!r}")
+    with provenance("dropout"):
+        x = X if isinstance(X, DLArray) else dlarray(X)
+        _check_float("dropout", "X", x)
+        if p == 0:
+            return x
+        attrs = dict(dtype=x._type.dtype, shape=x.shape, fmt=x.fmt)
+        if x.is_traced:
+            u = DLArray._symbolic(x._trace.builder.emit("random_uniform", **attrs), x._trace)
+        else:
+            u = apply("random_uniform", **attrs)
+        return apply("where", u >= p, x * (1.0 / (1.0 - p)), 0.0)

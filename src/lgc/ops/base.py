@@ -1,0 +1,168 @@
+"""The op registry: one `OpDef` subclass per primitive, everything about the op in one place.
+
+An op holds its IR name, a one-line math docstring, its attributes with defaults, `infer`
+(output types; raises ShapeError/FormatError naming the op), `ref` (the NumPy definition),
+`vjp` (emits the input cotangents as IR through a Builder; never computes numbers) and, for the
+tests, `samples` (inputs in the domain where the op is smooth). Autodiff, passes and backends
+never name a specific op: they ask the op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..errors import DTypeError, FormatError, ShapeError
+from ..ir.types import TensorType, is_float, np_dtype, result_dtype
+
+if TYPE_CHECKING:
+    from ..ir.core import Builder, Node, Value
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(cls: type[OpDef]) -> type[OpDef]:
+    """Class decorator: instantiate the op and add it to the registry under `cls.name`."""
+    assert cls.name and cls.name not in REGISTRY, f"duplicate or missing op name {cls.name!r}"
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown op {name!r}") from None
+
+
+@dataclass
+class Sample:
+    """One test case for an op: float64 inputs and attributes, in the op's smooth domain."""
+
+    args: list[np.ndarray]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    # inputs that must not be perturbed in finite-difference checks (indices, masks)
+    nondiff: tuple[int, ...] = ()
+
+
+class OpDef:
+    name: ClassVar[str] = ""
+    attrs: ClassVar[dict[str, Any]] = {}
+    differentiable: ClassVar[bool] = True
+    pure: ClassVar[bool] = True  # False: every call differs (random); passes must not merge it
+
+    def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(attrs) - set(self.attrs)
+        assert not unknown, f"{self.name}: unknown attributes {sorted(unknown)}"
+        return {**self.attrs, **attrs}
+
+    def infer(self, in_types: list[TensorType], **attrs) -> list[TensorType]:
+        raise NotImplementedError
+
+    def ref(self, *args: np.ndarray, **attrs):
+        raise NotImplementedError
+
+    def vjp(self, b: Builder, node: Node, cts: list[Value | None]) -> list[Value | None]:
+        raise NotImplementedError(f"{self.name} has no VJP rule")
+
+    def samples(self, rng: np.random.Generator) -> list[Sample]:
+        return []
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+# --- shared helpers for infer -----------------------------------------------------------------
+
+
+def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ShapeError(
+            f"{op}: operand shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast"
+        ) from None
+
+
+def merge_formats(op: str, types: list[TensorType], ndim: int) -> str:
+    """The format of an elementwise result: that of the formatted full-rank operands."""
+    fmts = {t.fmt for t in types if t.fmt and t.ndim == ndim}
+    if len(fmts) > 1:
+        desc = ", ".join(f"{t.fmt or 'unformatted'} {t.shape}" for t in types)
+        raise FormatError(f"{op}: operands have different formats ({desc}); permute one first")
+    return fmts.pop() if fmts else ""
+
+
+def require_float(op: str, t: TensorType, arg: str = "input") -> None:
+    if not is_float(t.dtype):
+        raise DTypeError(f"{op}: {arg} must be float32 or float64, got {t.dtype} {t.shape}")
+
+
+class Elementwise(OpDef):
+    """An elementwise op with NumPy broadcasting among its inputs.
+
+    Subclasses give `np_fn` (the reference), `expr` (the scalar template codegen inlines;
+    `{0}`, `{1}` are the operands, `{attr}` an attribute) and `partials`, which returns the
+    cotangent of each input at the broadcast output shape; the base class sums them back to
+    each input's shape and dtype.
+    """
+
+    arity: ClassVar[int] = 1
+    expr: ClassVar[str] = ""
+    out_dtype: ClassVar[str | None] = None  # fixed result dtype (comparisons give bool)
+    float_only: ClassVar[bool] = True
+    domain: ClassVar[tuple[float, float]] = (-2.0, 2.0)
+
+    def np_fn(self, *args, **attrs):
+        raise NotImplementedError
+
+    def infer(self, in_types, **attrs):
+        assert len(in_types) == self.arity, (self.name, len(in_types))
+        if self.float_only:
+            for i, t in enumerate(in_types):
+                require_float(self.name, t, f"operand {i}")
+        shape = broadcast_shapes(self.name, *(t.shape for t in in_types))
+        fmt = merge_formats(self.name, in_types, len(shape))
+        dtype = self.out_dtype or result_dtype(*(t.dtype for t in in_types))
+        return [TensorType(dtype, shape, fmt)]
+
+    def ref(self, *args, **attrs):
+        dtype = np_dtype(result_dtype(*(_ir_dtype(a) for a in args)))
+        out = self.np_fn(*args, **attrs)
+        return np.asarray(out, dtype=np_dtype(self.out_dtype) if self.out_dtype else dtype)
+
+    def partials(self, b: Builder, node: Node, ct: Value) -> list[Value | None]:
+        raise NotImplementedError(f"{self.name} has no VJP rule")
+
+    def vjp(self, b, node, cts):
+        (ct,) = cts
+        if ct is None:
+            return [None] * len(node.inputs)
+        out = []
+        for x, g in zip(node.inputs, self.partials(b, node, ct)):
+            if g is None or not is_float(x.dtype):
+                out.append(None)
+                continue
+            g = b.sum_to(g, x.shape)
+            if g.dtype != x.dtype:
+                g = b.emit("cast", g, dtype=x.dtype)
+            out.append(g)
+        return out
+
+    def samples(self, rng):
+        lo, hi = self.domain
+        u = lambda *s: rng.uniform(lo, hi, size=s)  # noqa: E731
+        if self.arity == 1:
+            return [Sample([u(3, 4)]), Sample([u(5)])]
+        if self.arity == 2:
+            return [Sample([u(3, 4), u(3, 4)]), Sample([u(3, 4), u(4)]),
+                    Sample([u(3, 1), u(1, 4)])]
+        return [Sample([u(*(3, 4)) for _ in range(self.arity)])]
+
+
+def _ir_dtype(a) -> str:
+    from ..ir.types import dtype_name
+
+    return dtype_name(np.asarray(a).dtype)

@@ -1,0 +1,37 @@
+"""Neural-network primitives kept whole for their numerics: softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from .base import OpDef, Sample, register, require_float
+
+
+@register
+class Softmax(OpDef):
+    """y = exp(x - max x) / sum exp(x - max x) along `axis`"""
+
+    name = "softmax"
+    attrs = {"axis": 0}
+
+    def infer(self, in_types, axis):
+        t = in_types[0]
+        require_float(self.name, t)
+        if not 0 <= axis < t.ndim:
+            raise ShapeError(f"softmax: axis {axis} is out of range for shape {t.shape}")
+        return [t]
+
+    def ref(self, x, axis):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    def vjp(self, b, node, cts):
+        # dx = y * (ct - sum(ct * y)) along the axis; all primitives, so twice differentiable
+        y, ct = node.out, cts[0]
+        s = b.emit("reduce_sum", b.mul(ct, y), axes=(node.attrs["axis"],), keepdims=True)
+        return [b.mul(y, b.emit("sub", ct, s))]
+
+    def samples(self, rng):
+        return [Sample([rng.normal(size=(4, 3))], {"axis": 0}),
+                Sample([rng.normal(size=(2, 5, 3))], {"axis": 1})]
