@@ -18,6 +18,7 @@ from .ir import trace as _trace
 from .ir.core import Value
 from .ir.types import TensorType, dtype_name, is_float, np_dtype
 from .ops import get_op
+from .ops.base import Elementwise
 
 LABELS = "SCBTU"
 
@@ -52,10 +53,13 @@ class DLArray:
     @classmethod
     def _concrete(cls, data: np.ndarray, fmt: str = "") -> DLArray:
         self = object.__new__(cls)
-        self._data = data
+        name = dtype_name(data.dtype, "dlarray")
+        # other integer widths (int16, uint8...) are stored as the IR's i64, so that the data
+        # always has the dtype the type advertises
+        self._data = data if data.dtype == np_dtype(name) else data.astype(np_dtype(name))
         self._value = None
         self._trace = None
-        self._type = TensorType(dtype_name(data.dtype, "dlarray"), data.shape, fmt)
+        self._type = TensorType(name, self._data.shape, fmt)
         return self
 
     @classmethod
@@ -178,6 +182,8 @@ class DLArray:
                          "(Y[mask] = v); use lgc.where(mask, v, Y) for other updates")
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc.__name__ == "matmul" and method == "__call__" and not kwargs:
+            return matmul(*inputs)
         op = _UFUNCS.get(ufunc.__name__)
         if method == "__call__" and op is not None and not kwargs:
             return apply(op, *inputs)
@@ -243,6 +249,17 @@ def _as_array(x, hint: str | None) -> tuple[np.ndarray, str]:
     return arr, ""
 
 
+def _check_same_format(op_name: str, operands) -> None:
+    """Two formatted operands of an elementwise op must have the same format, whatever their
+    ranks (API.md §1); only unformatted data broadcasts against a formatted array."""
+    fmts = {x.fmt for x in operands if isinstance(x, DLArray) and x.fmt}
+    if len(fmts) > 1:
+        desc = " and ".join(f"{x.fmt or 'unformatted'} {x.shape}" for x in operands
+                            if isinstance(x, DLArray | np.ndarray))
+        raise FormatError(f"{op_name}: operands have different formats ({desc}); permute or "
+                          f"relabel one (dlarray(stripdims(X), fmt)) first")
+
+
 def apply(op_name: str, *operands, **attrs):
     """Apply a registered op: traced when any operand is symbolic, else evaluated at once."""
     dts = [x._type.dtype if isinstance(x, DLArray) else dtype_name(x.dtype)
@@ -250,6 +267,8 @@ def apply(op_name: str, *operands, **attrs):
     hint = next((d for d in dts if is_float(d)), dts[0] if dts else None)
     traced = [x for x in operands if _is_traced(x)]
     op = get_op(op_name)
+    if isinstance(op, Elementwise) or op_name == "where":
+        _check_same_format(op_name, operands)
     if traced:
         tr = traced[0]._trace
         if not tr.active:
@@ -339,6 +358,8 @@ def finddim(x: DLArray, label: str) -> tuple[int, ...]:
 
     MATLAB difference: 0-based indices.
     """
+    if not isinstance(label, str) or len(label) != 1 or label not in LABELS:
+        raise FormatError(f"finddim: label must be one of S, C, B, T, U, got {label!r}")
     return tuple(i for i, c in enumerate(dims(x)) if c == label)
 
 
@@ -389,23 +410,28 @@ def where(cond, a, b):
     return apply("where", cond, a, b)
 
 
-def _axes(x, dim) -> tuple[tuple[int, ...], bool]:
+def _axes(fn: str, x, dim) -> tuple[tuple[int, ...], bool]:
     """Normalize a reduction's `dim`: returns (axes, keepdims)."""
     nd = x.ndim if hasattr(x, "ndim") else np.ndim(x)
     if dim is None or (isinstance(dim, str) and dim == "all"):
         return tuple(range(nd)), False
-    dims_ = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+    if isinstance(dim, numbers.Integral):
+        dims_ = (dim,)
+    elif isinstance(dim, tuple | list):
+        dims_ = tuple(dim)
+    else:
+        raise ShapeError(f"{fn}: dim must be an int, a tuple of ints or 'all', got {dim!r}")
     out = []
     for d in dims_:
         if not isinstance(d, numbers.Integral) or not -nd <= d < nd:
-            raise ShapeError(f"reduction: dim {d!r} is out of range for an array with {nd} "
-                             f"dimensions")
+            raise ShapeError(f"{fn}: dim {d!r} is out of range for X of shape {np.shape(x)} "
+                             f"({nd} dimensions)")
         out.append(int(d) % nd)
     return tuple(sorted(set(out))), True
 
 
-def _reduce(op: str, x, dim):
-    axes, keep = _axes(x, dim)
+def _reduce(fn: str, op: str, x, dim):
+    axes, keep = _axes(fn, x, dim)
     y = apply(op, x, axes=axes, keepdims=keep)
     return y if keep else stripdims(y)
 
@@ -416,12 +442,12 @@ def sum(x, dim=None):  # noqa: A001
     A reduction over some dims keeps them as size 1 and keeps the format; over all elements it
     gives an unformatted scalar. MATLAB difference: 0-based dims; no dim means all elements.
     """
-    return _reduce("reduce_sum", x, dim)
+    return _reduce("sum", "reduce_sum", x, dim)
 
 
 def mean(x, dim=None):
     """mean(X, dim) — mean over `dim` (same conventions as `sum`)."""
-    axes, _ = _axes(x, dim)
+    axes, _ = _axes("mean", x, dim)
     n = int(np.prod([np.shape(x)[a] for a in axes], dtype=np.int64))
     if n == 0:
         raise ShapeError(f"mean: no elements to average over dims {axes} of {np.shape(x)}")
@@ -430,12 +456,12 @@ def mean(x, dim=None):
 
 def max(x, dim=None):  # noqa: A001
     """max(X, [], dim) — maximum over `dim` (same conventions as `sum`)."""
-    return _reduce("reduce_max", x, dim)
+    return _reduce("max", "reduce_max", x, dim)
 
 
 def min(x, dim=None):  # noqa: A001
     """min(X, [], dim) — minimum over `dim` (same conventions as `sum`)."""
-    return _reduce("reduce_min", x, dim)
+    return _reduce("min", "reduce_min", x, dim)
 
 
 def reshape(x, shape: Sequence[int]) -> DLArray:
