@@ -41,10 +41,21 @@ def format_attr(v) -> str:
     return repr(v)
 
 
+def _is_default(n: Node, k: str, v) -> bool:
+    """Attributes equal to the op's default are left out of the text (the parser fills them)."""
+    d = n.op.attrs.get(k, _MISSING)
+    if d is _MISSING or isinstance(v, np.ndarray) or isinstance(d, np.ndarray):
+        return False
+    return type(v) is type(d) and v == d
+
+
+_MISSING = object()
+
+
 def print_node(n: Node, names: dict[Value, str]) -> str:
     outs = ", ".join(f"%{names[o]}: {o.type}" for o in n.outputs)
     args = [f"%{names.get(v, '?')}" for v in n.inputs]
-    args += [f"{k}={format_attr(v)}" for k, v in n.attrs.items()]
+    args += [f"{k}={format_attr(v)}" for k, v in n.attrs.items() if not _is_default(n, k, v)]
     line = f"{outs} = {n.op.name}({', '.join(args)})"
     return line + (f"  # {n.prov}" if n.prov else "")
 

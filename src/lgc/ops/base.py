@@ -70,8 +70,35 @@ class OpDef:
     def samples(self, rng: np.random.Generator) -> list[Sample]:
         return []
 
+    def simplify(self, node: Node, b: Builder) -> list[Value] | None:
+        """An algebraic rewrite of `node` (replacement values), or None to keep it."""
+        return None
+
     def __repr__(self) -> str:
         return f"<op {self.name}>"
+
+
+def constant_value(v: Value) -> np.ndarray | None:
+    """The array a value always holds, when its producer is a constant or a fill."""
+    n = v.producer
+    if n is None or n.inputs or not n.op.pure or n.op.differentiable:
+        return None
+    res = n.op.ref(**n.attrs)
+    return np.asarray(res[v.index] if isinstance(res, tuple) else res)
+
+
+def is_constant(v: Value, c: float) -> bool:
+    """True when `v` always holds `c` in every element."""
+    a = constant_value(v)
+    return a is not None and bool(np.all(a == c))
+
+
+def same_type_input(node: Node, *candidates: int) -> list[Value] | None:
+    """[input k] for the first candidate k whose type equals the node's output type."""
+    for k in candidates:
+        if node.inputs[k].type == node.outputs[0].type:
+            return [node.inputs[k]]
+    return None
 
 
 # --- shared helpers for infer -----------------------------------------------------------------

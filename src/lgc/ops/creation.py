@@ -26,7 +26,7 @@ class Constant(OpDef):
     """y = value"""
 
     name = "constant"
-    attrs = {"value": None, "dtype": "f32"}
+    attrs = {"value": None, "dtype": "f32", "fmt": ""}
     differentiable = False
 
     def normalize_attrs(self, attrs):
@@ -34,10 +34,10 @@ class Constant(OpDef):
         attrs["value"] = np.asarray(attrs["value"], dtype=np_dtype(attrs["dtype"]))
         return attrs
 
-    def infer(self, in_types, value, dtype):
-        return [TensorType(dtype, tuple(int(s) for s in value.shape))]
+    def infer(self, in_types, value, dtype, fmt):
+        return [TensorType(dtype, tuple(int(s) for s in value.shape), fmt)]
 
-    def ref(self, value, dtype):
+    def ref(self, value, dtype, fmt):
         return value
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.types import TensorType, np_dtype, result_dtype
-from .base import Elementwise, OpDef, Sample, broadcast_shapes, merge_formats, register
+from .base import (
+    Elementwise, OpDef, Sample, broadcast_shapes, is_constant, merge_formats, register,
+    same_type_input,
+)
 
 
 def _zero(b, v):
@@ -25,6 +28,12 @@ class Add(Elementwise):
     def partials(self, b, node, ct):
         return [ct, ct]
 
+    def simplify(self, node, b):
+        x, y = node.inputs
+        if is_constant(y, 0):
+            return same_type_input(node, 0)
+        return same_type_input(node, 1) if is_constant(x, 0) else None
+
 
 @register
 class Sub(Elementwise):
@@ -35,6 +44,9 @@ class Sub(Elementwise):
 
     def partials(self, b, node, ct):
         return [ct, b.neg(ct)]
+
+    def simplify(self, node, b):
+        return same_type_input(node, 0) if is_constant(node.inputs[1], 0) else None
 
 
 @register
@@ -47,6 +59,12 @@ class Mul(Elementwise):
     def partials(self, b, node, ct):
         x, y = node.inputs
         return [b.mul(ct, y), b.mul(ct, x)]
+
+    def simplify(self, node, b):
+        x, y = node.inputs
+        if is_constant(y, 1):
+            return same_type_input(node, 0)
+        return same_type_input(node, 1) if is_constant(x, 1) else None
 
 
 @register
@@ -64,6 +82,9 @@ class Div(Elementwise):
         x, y = node.inputs
         gx = b.emit("div", ct, y)
         return [gx, b.neg(b.mul(gx, node.out))]
+
+    def simplify(self, node, b):
+        return same_type_input(node, 0) if is_constant(node.inputs[1], 1) else None
 
 
 @register
@@ -94,6 +115,10 @@ class Neg(Elementwise):
 
     def partials(self, b, node, ct):
         return [b.neg(ct)]
+
+    def simplify(self, node, b):
+        p = node.inputs[0].producer
+        return same_type_input(p, 0) if p is not None and p.op is self else None
 
 
 @register
@@ -339,6 +364,9 @@ class Cast(OpDef):
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 4))], {"dtype": "f64"})]
+
+    def simplify(self, node, b):
+        return same_type_input(node, 0)
 
 
 @register

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import FormatError, ShapeError
 from ..ir.types import TensorType, result_dtype
-from .base import OpDef, Sample, register
+from .base import OpDef, Sample, register, same_type_input
 
 
 def _ints(xs) -> tuple[int, ...]:
@@ -45,6 +45,12 @@ class Reshape(OpDef):
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 4))], {"shape": (2, 6)})]
 
+    def simplify(self, node, b):
+        x = node.inputs[0]
+        if x.producer is not None and x.producer.op is self:
+            return [b.emit("reshape", x.producer.inputs[0], shape=node.attrs["shape"])]
+        return same_type_input(node, 0)
+
 
 @register
 class Transpose(OpDef):
@@ -75,6 +81,10 @@ class Transpose(OpDef):
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(2, 3, 4))], {"perm": (2, 0, 1)})]
+
+    def simplify(self, node, b):
+        identity = node.attrs["perm"] == tuple(range(len(node.attrs["perm"])))
+        return same_type_input(node, 0) if identity else None
 
 
 @register
@@ -111,6 +121,9 @@ class BroadcastTo(OpDef):
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 1))], {"shape": (2, 3, 4)})]
+
+    def simplify(self, node, b):
+        return same_type_input(node, 0)
 
 
 def sum_to_axes(src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
@@ -153,6 +166,9 @@ class SumTo(OpDef):
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(2, 3, 4))], {"shape": (3, 1)})]
+
+    def simplify(self, node, b):
+        return same_type_input(node, 0)
 
 
 @register
@@ -287,3 +303,9 @@ class Relabel(OpDef):
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 4))], {"fmt": "CB"})]
+
+    def simplify(self, node, b):
+        x = node.inputs[0]
+        if x.producer is not None and x.producer.op is self:
+            return [b.relabel(x.producer.inputs[0], node.attrs["fmt"])]
+        return same_type_input(node, 0)

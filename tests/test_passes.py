@@ -1,0 +1,127 @@
+"""The optimization passes: each keeps the program's results and does its one job."""
+
+import numpy as np
+import pytest
+
+import lgc
+from lgc.backend.reference import run_graph
+from lgc.ir.core import Builder
+from lgc.ir.types import TensorType
+from lgc.passes import (
+    PIPELINE, eliminate_common_subexpressions, eliminate_dead_code, fold_constants, optimize,
+    simplify,
+)
+
+
+def _mlp_program():
+    rng = np.random.default_rng(0)
+    w1 = lgc.dlarray(rng.normal(size=(6, 4)))
+    w2 = lgc.dlarray(rng.normal(size=(3, 6)))
+    x = lgc.dlarray(rng.normal(size=(4, 5)), "CB")
+    t = lgc.dlarray(lgc.onehotencode(np.array([0, 1, 2, 1, 0]), 0), "CB")
+
+    def loss(w1, w2, x, t):
+        y = lgc.softmax(lgc.fullyconnect(lgc.tanh(lgc.fullyconnect(x, w1)), w2))
+        val = lgc.crossentropy(y, t) + 0.1 * lgc.mse(y, t)
+        return val, lgc.dlgradient(val, w1, w2)
+
+    program = lgc.trace(loss, w1, w2, x, t)
+    return program, [np.asarray(a) for a in (w1, w2, x, t)]
+
+
+def _ops(g):
+    return [n.op.name for n in g.nodes]
+
+
+@pytest.mark.parametrize("p", sorted(set(PIPELINE), key=lambda f: f.__name__),
+                         ids=lambda f: f.__name__)
+def test_pass_keeps_results(p):
+    program, args = _mlp_program()
+    before = run_graph(program.graph, args)
+    after = run_graph(p(program.graph), args)
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_pipeline_shrinks_traced_gradient():
+    program, args = _mlp_program()
+    g = optimize(program.graph)
+    assert len(g.nodes) < len(program.graph.nodes)
+    for a, b in zip(run_graph(program.graph, args), run_graph(g, args)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def _graph(*types):
+    b = Builder()
+    return b, [b.input(TensorType(*t), f"x{i}") for i, t in enumerate(types)]
+
+
+def test_dce_drops_unused_and_keeps_used():
+    b, (x,) = _graph(("f64", (3,)))
+    used = b.emit("exp", x)
+    b.emit("log", x)
+    b.graph.outputs = [used]
+    assert _ops(eliminate_dead_code(b.graph)) == ["exp"]
+
+
+def test_cse_merges_equal_nodes_but_not_random_ones():
+    b, (x,) = _graph(("f64", (3,)))
+    a1, a2 = b.emit("exp", x), b.emit("exp", x)
+    r1 = b.emit("random_uniform", dtype="f64", shape=(3,))
+    r2 = b.emit("random_uniform", dtype="f64", shape=(3,))
+    b.graph.outputs = [b.emit("add", a1, a2), b.emit("sub", r1, r2)]
+    g = eliminate_dead_code(eliminate_common_subexpressions(b.graph))
+    assert _ops(g).count("exp") == 1
+    assert _ops(g).count("random_uniform") == 2
+
+
+def test_cse_distinguishes_attributes():
+    b, (x,) = _graph(("f64", (3, 4)))
+    s0 = b.emit("reduce_sum", x, axes=(0,), keepdims=True)
+    s1 = b.emit("reduce_sum", x, axes=(1,), keepdims=True)
+    b.graph.outputs = [s0, s1]
+    assert len(eliminate_common_subexpressions(b.graph).nodes) == 2
+
+
+def test_fold_evaluates_constant_subgraphs():
+    b, (x,) = _graph(("f64", (2,)))
+    c = b.emit("exp", b.const(np.array([0.0, 1.0]), "f64"))
+    b.graph.outputs = [b.emit("mul", x, c)]
+    g = eliminate_dead_code(fold_constants(b.graph))
+    assert _ops(g) == ["constant", "mul"]
+    np.testing.assert_allclose(run_graph(g, [np.ones(2)])[0], [1.0, np.e])
+
+
+def test_fold_does_not_materialize_broadcasts():
+    b, (x,) = _graph(("f64", (50, 50)))
+    big = b.emit("broadcast_to", b.const(2.0, "f64"), shape=(50, 50))
+    b.graph.outputs = [b.emit("mul", x, big)]
+    assert "broadcast_to" in _ops(fold_constants(b.graph))
+
+
+@pytest.mark.parametrize("op, const, keep", [("add", 0.0, True), ("sub", 0.0, True),
+                                             ("mul", 1.0, True), ("div", 1.0, True),
+                                             ("mul", 2.0, False), ("add", 1.0, False)])
+def test_simplify_identities(op, const, keep):
+    b, (x,) = _graph(("f64", (3,)))
+    b.graph.outputs = [b.emit(op, x, b.const(const, "f64"))]
+    g = eliminate_dead_code(simplify(b.graph))
+    assert (g.outputs[0] is x) == keep
+
+
+def test_simplify_keeps_broadcasting_identity():
+    # x + zeros(3, 3) broadcasts x: the result is not x
+    b, (x,) = _graph(("f64", (3,)))
+    b.graph.outputs = [b.emit("add", x, b.const(np.zeros((3, 3)), "f64"))]
+    assert simplify(b.graph).outputs[0] is not x
+
+
+def test_simplify_collapses_shape_chains():
+    b, (x,) = _graph(("f64", (2, 6)))
+    r = b.emit("reshape", b.emit("reshape", x, shape=(3, 4)), shape=(12,))
+    t = b.emit("transpose", r, perm=(0,))
+    lab = b.emit("relabel", b.emit("relabel", b.emit("neg", b.emit("neg", x)), fmt="CB"), fmt="")
+    b.graph.outputs = [t, lab]
+    g = eliminate_dead_code(simplify(b.graph))
+    assert _ops(g) == ["reshape"]
+    assert g.outputs[1] is x
