@@ -51,6 +51,10 @@ class Value:
     def fmt(self) -> str:
         return self.type.fmt
 
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
     def __repr__(self) -> str:
         return f"Value({self.name or self.id}: {self.type})"
 

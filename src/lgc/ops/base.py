@@ -52,6 +52,9 @@ class OpDef:
     attrs: ClassVar[dict[str, Any]] = {}
     differentiable: ClassVar[bool] = True
     pure: ClassVar[bool] = True  # False: every call differs (random); passes must not merge it
+    # False only where the op is kinked (relu, max...): the tests then skip the numerical
+    # check of its second derivative (its VJP rule is still differentiated like any graph)
+    second_order: ClassVar[bool] = True
 
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)
