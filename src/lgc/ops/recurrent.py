@@ -1,0 +1,95 @@
+"""Sequence primitives: the embedding gather and its scatter-add transpose.
+
+lstm and gru compose matmul, slices and activations (lgc/recurrent.py); only the table lookup
+of `embed` needs ops of its own. Indices are 0-based.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError
+from ..ir.types import TensorType
+from .base import OpDef, Sample, register, require_float
+
+_INT = ("i64", "i32")
+
+
+def _check_indices(op: str, idx: np.ndarray, num_words: int) -> None:
+    if idx.size and (idx.min() < 0 or idx.max() >= num_words):
+        bad = idx[(idx < 0) | (idx >= num_words)]
+        raise ShapeError(f"{op}: indices must be in [0, {num_words}) (0-based, numWords = "
+                         f"{num_words}), got {bad[:5].tolist()}")
+
+
+@register
+class Embed(OpDef):
+    """y[..., :, ...] = weights[:, x[...]], the embedding placed along `axis` where x has size 1"""
+
+    name = "embed"
+    attrs = {"axis": 0}
+
+    def infer(self, in_types, axis):
+        x, w = in_types
+        if x.dtype not in _INT:
+            raise DTypeError(f"{self.name}: indices must be integers, got {x.dtype} {x.shape}")
+        require_float(self.name, w, "weights")
+        if w.ndim != 2:
+            raise ShapeError(f"{self.name}: weights must be 2-D (dim, numWords), got {w.shape}")
+        if not 0 <= axis < x.ndim or x.shape[axis] != 1:
+            raise ShapeError(f"{self.name}: indices {x.shape} need size 1 along axis {axis}")
+        shape = x.shape[:axis] + (w.shape[0],) + x.shape[axis + 1:]
+        return [TensorType(w.dtype, shape, x.fmt)]
+
+    def ref(self, x, w, axis):
+        idx = np.squeeze(x, axis)
+        _check_indices(self.name, idx, w.shape[1])
+        return np.ascontiguousarray(np.moveaxis(np.take(w, idx, axis=1), 0, axis))
+
+    def vjp(self, b, node, cts):
+        x, w = node.inputs
+        g = b.emit("embed_backward", cts[0], x, num_words=w.shape[1], axis=node.attrs["axis"])
+        return [None, g]
+
+    def samples(self, rng):
+        return [Sample([rng.integers(0, 4, size=(1, 3, 2)), rng.normal(size=(2, 4))],
+                       {"axis": 0}, nondiff=(0,)),
+                Sample([rng.integers(0, 3, size=(4, 1)), rng.normal(size=(3, 3))],
+                       {"axis": 1}, nondiff=(0,))]
+
+
+@register
+class EmbedBackward(OpDef):
+    """g[:, k] = sum of ct[..., :, ...] over the positions where x == k (transpose of embed)"""
+
+    name = "embed_backward"
+    attrs = {"num_words": 1, "axis": 0}
+
+    def infer(self, in_types, num_words, axis):
+        ct, x = in_types
+        require_float(self.name, ct, "cotangent")
+        if x.dtype not in _INT:
+            raise DTypeError(f"{self.name}: indices must be integers, got {x.dtype} {x.shape}")
+        if (ct.ndim != x.ndim or not 0 <= axis < x.ndim or x.shape[axis] != 1
+                or any(a != c for i, (a, c) in enumerate(zip(x.shape, ct.shape)) if i != axis)):
+            raise ShapeError(f"{self.name}: cotangent {ct.shape} does not match indices "
+                             f"{x.shape} with the embedding along axis {axis}")
+        if num_words < 1:
+            raise ShapeError(f"{self.name}: num_words must be positive, got {num_words}")
+        return [TensorType(ct.dtype, (ct.shape[axis], num_words))]
+
+    def ref(self, ct, x, num_words, axis):
+        idx = np.squeeze(x, axis).reshape(-1)
+        _check_indices(self.name, idx, num_words)
+        cols = np.moveaxis(ct, axis, 0).reshape(ct.shape[axis], -1)
+        g = np.zeros((ct.shape[axis], num_words), dtype=ct.dtype)
+        np.add.at(g.T, idx, cols.T)  # repeated indices accumulate
+        return g
+
+    def vjp(self, b, node, cts):
+        ct, x = node.inputs
+        return [b.emit("embed", x, cts[0], axis=node.attrs["axis"]), None]
+
+    def samples(self, rng):
+        return [Sample([rng.normal(size=(2, 3, 2)), rng.integers(0, 4, size=(1, 3, 2))],
+                       {"num_words": 4, "axis": 0}, nondiff=(1,))]
