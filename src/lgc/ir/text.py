@@ -112,6 +112,22 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
+class _Specials(ast.NodeTransformer):
+    """`repr` prints non-finite floats as bare names; read them back as floats."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802
+        if node.id in ("inf", "nan"):
+            return ast.Constant(float(node.id))
+        return node
+
+
+def _literal(text: str, lineno: int):
+    try:
+        return ast.literal_eval(_Specials().visit(ast.parse(text, mode="eval")))
+    except (ValueError, SyntaxError):
+        raise ParseError(f"line {lineno}: cannot read attribute value {text!r}") from None
+
+
 def parse_graph(text: str) -> Graph:
     from ..ops.base import get_op
 
@@ -154,7 +170,7 @@ def parse_graph(text: str) -> Graph:
                 inputs.append(lookup(a[1:], lineno))
             else:
                 k, _, v = a.partition("=")
-                attrs[k.strip()] = ast.literal_eval(v.strip())
+                attrs[k.strip()] = _literal(v.strip(), lineno)
         out_names, out_types = [], []
         for o in _split_top(lhs):
             vm = re.fullmatch(_NAME + r": (.*)", o)
@@ -164,6 +180,10 @@ def parse_graph(text: str) -> Graph:
             out_types.append(parse_type(vm.group(2)))
         if op.name == "constant" and "value" in attrs:
             attrs["value"] = np.asarray(attrs["value"], dtype=np_dtype(out_types[0].dtype))
+        unknown = sorted(set(attrs) - set(op.attrs))
+        if unknown:
+            raise ParseError(f"line {lineno}: {op.name} has no attributes {unknown} "
+                             f"(it has {sorted(op.attrs)})")
         attrs = op.normalize_attrs(attrs)
         n = Node(op, inputs, attrs, out_types, prov.strip())
         for name, v in zip(out_names, n.outputs):

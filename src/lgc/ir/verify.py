@@ -31,7 +31,9 @@ def _describe(v: Value) -> str:
 
 def _same_attr(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.array_equal(np.asarray(a), np.asarray(b))
+        a, b = np.asarray(a), np.asarray(b)
+        nan = a.dtype.kind == "f" and b.dtype.kind == "f"
+        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=nan)
     return bool(a == b)
 
 
