@@ -10,7 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 from .dlarray import (
-    DLArray, apply, dims, dlarray, finddim, log, maximum, minimum, provenance, reshape,
+    DLArray,
+    apply,
+    canonical_order,
+    dims,
+    dlarray,
+    finddim,
+    log,
+    maximum,
+    minimum,
+    provenance,
+    reshape,
     stripdims,
 )
 from .dlarray import sum as _sum
@@ -33,10 +43,24 @@ def _formatted(fn: str, x, DataFormat):  # noqa: N803
     return dlarray(x, DataFormat), True
 
 
-def _check_batch(fn: str, x: DLArray) -> None:
+def _unformatted_like(y: DLArray, in_shape: tuple[int, ...], DataFormat: str):  # noqa: N803
+    """The unformatted result for DataFormat= input. A result in the input's format comes back
+    in the caller's dimension order and shape (MATLAB keeps the input's layout); any other
+    result (fullyconnect's "CB") just loses its labels."""
+    perm = canonical_order(DataFormat)
+    if y.fmt != "".join(DataFormat[p] for p in perm)[:y.ndim]:
+        return stripdims(y)
+    y = reshape(y, [y.shape[i] if i < y.ndim else 1 for i in range(len(perm))])
+    inv = [perm.index(i) for i in range(len(perm))]
+    if inv != list(range(len(perm))):
+        y = apply("transpose", y, perm=inv)
+    return reshape(y, in_shape)
+
+
+def _check_batch(fn: str, x: DLArray, arg: str = "X") -> None:
     for d in finddim(x, "B"):
         if x.shape[d] == 0:
-            raise ShapeError(f"{fn}: the batch dimension of X {x.shape} ({x.fmt}) is empty")
+            raise ShapeError(f"{fn}: the batch dimension of {arg} {x.shape} ({x.fmt}) is empty")
 
 
 def _check_float(fn: str, arg: str, x) -> None:
@@ -45,45 +69,50 @@ def _check_float(fn: str, arg: str, x) -> None:
         raise ShapeError(f"{fn}: {arg} must be a float array, got {dt} {x.shape}")
 
 
-def _as_column(fn: str, arg: str, v, n: int, dtype=None):
-    """A parameter vector given in any shape with `n` elements, as an (n, 1) array."""
+def _as_column(fn: str, arg: str, v, n: int):
+    """A parameter vector given in any shape with `n` elements (or one element, shared by all
+    rows as MATLAB allows for a scalar bias), as an (n, 1) or (1, 1) array."""
     size = v.size if isinstance(v, DLArray) else np.size(v)
-    if size != n:
-        raise ShapeError(f"{fn}: {arg} must have {n} elements, got shape {np.shape(v)}")
-    return reshape(v, (n, 1))
+    if size not in (n, 1):
+        raise ShapeError(f"{fn}: {arg} must have {n} elements (or 1), got shape {np.shape(v)}")
+    return reshape(v, (size, 1))
 
 
 # --- activations ------------------------------------------------------------------------------
 
 
-def _activation(op, fn, x, **attrs):
+def _activation(op, fn, x, DataFormat=None, **attrs):  # noqa: N803
     with provenance(fn):
         if not isinstance(x, DLArray):
             x = dlarray(x)
         _check_float(fn, "X", x)
+        # elementwise: DataFormat only validates, the caller's layout is kept as it is
+        _check_batch(fn, _formatted(fn, x, DataFormat)[0] if DataFormat else x)
         return apply(op, x, **attrs)
 
 
-def relu(X):  # noqa: N803
+def relu(X, DataFormat=None):  # noqa: N803
     """relu(X) — max(X, 0), format kept."""
-    return _activation("relu", "relu", X)
+    return _activation("relu", "relu", X, DataFormat)
 
 
-def leakyrelu(X, scaleFactor=0.01):  # noqa: N803
+def leakyrelu(X, scaleFactor=0.01, DataFormat=None):  # noqa: N803
     """leakyrelu(X, scaleFactor) — X where X > 0, else scaleFactor·X (default 0.01)."""
-    if not np.isscalar(scaleFactor):
-        raise ShapeError(f"leakyrelu: scaleFactor must be a scalar, got {scaleFactor!r}")
-    return _activation("leakyrelu", "leakyrelu", X, scale=float(scaleFactor))
+    if isinstance(scaleFactor, DLArray) or np.ndim(scaleFactor) != 0 or \
+            not np.isreal(scaleFactor) or isinstance(scaleFactor, str | bool):
+        raise ShapeError(f"leakyrelu: scaleFactor must be a real scalar, got "
+                         f"{type(scaleFactor).__name__} of shape {np.shape(scaleFactor)}")
+    return _activation("leakyrelu", "leakyrelu", X, DataFormat, scale=float(scaleFactor))
 
 
-def sigmoid(X):  # noqa: N803
+def sigmoid(X, DataFormat=None):  # noqa: N803
     """sigmoid(X) — 1 / (1 + exp(−X)), format kept."""
-    return _activation("sigmoid", "sigmoid", X)
+    return _activation("sigmoid", "sigmoid", X, DataFormat)
 
 
-def tanh(X):  # noqa: N803
+def tanh(X, DataFormat=None):  # noqa: N803
     """tanh(X) — hyperbolic tangent, format kept."""
-    return _activation("tanh", "tanh", X)
+    return _activation("tanh", "tanh", X, DataFormat)
 
 
 def softmax(X, DataFormat=None):  # noqa: N803
@@ -99,7 +128,7 @@ def softmax(X, DataFormat=None):  # noqa: N803
             raise FormatError(f"softmax: X ({x.fmt} {x.shape}) has no channel dimension C")
         _check_batch("softmax", x)
         y = apply("softmax", x, axis=c)
-        return stripdims(y) if strip else y
+        return _unformatted_like(y, np.shape(X), DataFormat) if strip else y
 
 
 # --- fullyconnect -----------------------------------------------------------------------------
@@ -152,7 +181,20 @@ def fullyconnect(X, weights, bias=None, DataFormat=None):  # noqa: N803
 # --- losses -----------------------------------------------------------------------------------
 
 
-def _pair(fn: str, Y, T):  # noqa: N803
+def _canonical(fn: str, arg: str, v, DataFormat):  # noqa: N803
+    """An unformatted operand given in the caller's DataFormat layout, in canonical layout."""
+    if not DataFormat or v is None or dims(v):
+        return v
+    if np.ndim(v) > len(DataFormat):
+        raise FormatError(f"{fn}: DataFormat {DataFormat!r} has {len(DataFormat)} labels but "
+                          f"{arg} has shape {np.shape(v)}")
+    return stripdims(dlarray(v, DataFormat))
+
+
+def _pair(fn: str, Y, T, DataFormat=None):  # noqa: N803
+    if DataFormat:
+        Y, _ = _formatted(fn, Y, DataFormat)
+        T = _canonical(fn, "T", T, DataFormat)
     y = Y if isinstance(Y, DLArray) else dlarray(np.asarray(Y))
     _check_float(fn, "Y", y)
     if isinstance(T, DLArray):
@@ -169,8 +211,17 @@ def _pair(fn: str, Y, T):  # noqa: N803
         t = apply("relabel", t, fmt=y.fmt)
     if isinstance(t, DLArray) and not is_float(t._type.dtype):
         t = t.astype(y.dtype)
-    _check_batch(fn, y)
+    _check_batch(fn, y, "Y")
     return y, t
+
+
+def _masked(fn: str, y: DLArray, terms, Mask, DataFormat):  # noqa: N803
+    if Mask is None:
+        return terms
+    Mask = _canonical(fn, "Mask", Mask, DataFormat)
+    if np.shape(Mask) != y.shape:
+        raise ShapeError(f"{fn}: Mask {np.shape(Mask)} must have the size of Y {y.shape}")
+    return terms * (Mask if isinstance(Mask, DLArray) else np.asarray(Mask, y.dtype))
 
 
 def _batch_size(y: DLArray) -> int:
@@ -189,12 +240,12 @@ def _normalizer(fn: str, y: DLArray, factor: str) -> float:
                      f"'none', got {factor!r}")
 
 
-def _class_weights(fn: str, y: DLArray, weights):
+def _class_weights(fn: str, y: DLArray, weights, DataFormat=None):  # noqa: N803
     """Weights with one element per class, shaped to broadcast along C; or elementwise."""
     if weights is None:
         return None
-    if np.size(weights) == y.size and np.ndim(weights) == y.ndim:
-        return weights
+    if np.size(weights) == y.size and np.ndim(weights) == len(DataFormat or y.fmt or "x" * y.ndim):
+        return _canonical(fn, "Weights", weights, DataFormat)
     c = finddim(y, "C")
     if not c or np.size(weights) != y.shape[c[0]]:
         raise ShapeError(f"{fn}: Weights {np.shape(weights)} must have one element per class "
@@ -205,7 +256,7 @@ def _class_weights(fn: str, y: DLArray, weights):
 
 
 def crossentropy(Y, T, ClassificationMode="single-label",  # noqa: N803
-                 NormalizationFactor="batch-size", Mask=None, Weights=None):
+                 NormalizationFactor="batch-size", Mask=None, Weights=None, DataFormat=None):
     """crossentropy(Y, T) — cross-entropy loss between probabilities Y and targets T.
 
     single-label: −Σ T·log Y / N; multilabel: −Σ [T log Y + (1−T) log(1−Y)] / N, where N is
@@ -214,7 +265,8 @@ def crossentropy(Y, T, ClassificationMode="single-label",  # noqa: N803
     has one element per class (or Y's size). Returns an unformatted scalar dlarray.
     """
     with provenance("crossentropy"):
-        y, t = _pair("crossentropy", Y, T)
+        y, t = _pair("crossentropy", Y, T, DataFormat)
+        n = _normalizer("crossentropy", y, NormalizationFactor)
         eps = float(np.finfo(y.dtype).eps)
         yc = maximum(minimum(y, 1.0 - eps), eps)
         if ClassificationMode == "single-label":
@@ -224,41 +276,37 @@ def crossentropy(Y, T, ClassificationMode="single-label",  # noqa: N803
         else:
             raise ShapeError(f"crossentropy: ClassificationMode must be 'single-label' or "
                              f"'multilabel', got {ClassificationMode!r}")
-        w = _class_weights("crossentropy", y, Weights)
+        w = _class_weights("crossentropy", y, Weights, DataFormat)
         if w is not None:
             terms = terms * w
-        if Mask is not None:
-            if np.shape(Mask) != y.shape:
-                raise ShapeError(f"crossentropy: Mask {np.shape(Mask)} must have the size of Y "
-                                 f"{y.shape}")
-            terms = terms * (Mask if isinstance(Mask, DLArray) else np.asarray(Mask, y.dtype))
-        n = _normalizer("crossentropy", y, NormalizationFactor)
+        terms = _masked("crossentropy", y, terms, Mask, DataFormat)
         return _sum(terms) * (-1.0 / n)
 
 
-def mse(Y, T):  # noqa: N803
+def mse(Y, T, DataFormat=None):  # noqa: N803
     """mse(Y, T) — HALF mean squared error Σ (Y−T)² / (2N), N = size of B (1 when none).
 
     MATLAB difference: none; note N counts observations, not elements.
     """
     with provenance("mse"):
-        y, t = _pair("mse", Y, T)
+        y, t = _pair("mse", Y, T, DataFormat)
         d = y - t
         return _sum(d * d) * (0.5 / _batch_size(y))
 
 
-def l2loss(Y, T, NormalizationFactor="batch-size", Mask=None, Weights=None):  # noqa: N803
+def l2loss(Y, T, NormalizationFactor="batch-size", Mask=None, Weights=None,  # noqa: N803
+           DataFormat=None):
     """l2loss(Y, T) — Σ (Y−T)² / N (not halved); N as in crossentropy."""
     with provenance("l2loss"):
-        y, t = _pair("l2loss", Y, T)
+        y, t = _pair("l2loss", Y, T, DataFormat)
+        n = _normalizer("l2loss", y, NormalizationFactor)
         d = y - t
         terms = d * d
-        w = _class_weights("l2loss", y, Weights)
+        w = _class_weights("l2loss", y, Weights, DataFormat)
         if w is not None:
             terms = terms * w
-        if Mask is not None:
-            terms = terms * (Mask if isinstance(Mask, DLArray) else np.asarray(Mask, y.dtype))
-        return _sum(terms) * (1.0 / _normalizer("l2loss", y, NormalizationFactor))
+        terms = _masked("l2loss", y, terms, Mask, DataFormat)
+        return _sum(terms) * (1.0 / n)
 
 
 # --- one-hot coding ---------------------------------------------------------------------------
@@ -305,16 +353,17 @@ def onehotdecode(B, classes, featureDim):  # noqa: N803
 # --- dropout ----------------------------------------------------------------------------------
 
 
-def dropout(X, p=0.5):  # noqa: N803
+def dropout(X, p=0.5, DataFormat=None):  # noqa: N803
     """dropout(X, p) — zero each element with probability p and scale survivors by 1/(1−p).
 
     Training behaviour only; a fresh mask is drawn on every call (seed with `lgc.rng`).
     """
-    if not 0 <= p < 1:
-        raise ShapeError(f"dropout: probability p must be in [0, 1), got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, int | float | np.number) or not 0 <= p < 1:
+        raise ShapeError(f"dropout: probability p must be a number in [0, 1), got {p!r}")
     with provenance("dropout"):
         x = X if isinstance(X, DLArray) else dlarray(X)
         _check_float("dropout", "X", x)
+        _check_batch("dropout", _formatted("dropout", x, DataFormat)[0] if DataFormat else x)
         if p == 0:
             return x
         attrs = dict(dtype=x._type.dtype, shape=x.shape, fmt=x.fmt)
