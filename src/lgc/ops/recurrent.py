@@ -71,7 +71,7 @@ class EmbedBackward(OpDef):
         if x.dtype not in _INT:
             raise DTypeError(f"{self.name}: indices must be integers, got {x.dtype} {x.shape}")
         if (ct.ndim != x.ndim or not 0 <= axis < x.ndim or x.shape[axis] != 1
-                or any(a != c for i, (a, c) in enumerate(zip(x.shape, ct.shape)) if i != axis)):
+                or ct.shape[:axis] + ct.shape[axis + 1:] != x.shape[:axis] + x.shape[axis + 1:]):
             raise ShapeError(f"{self.name}: cotangent {ct.shape} does not match indices "
                              f"{x.shape} with the embedding along axis {axis}")
         if num_words < 1:
