@@ -100,3 +100,13 @@ def test_readme_python_example_runs(capsys):
     printed = capsys.readouterr().out
     comment = re.search(r"# (loss \d\.\d+)", blocks[0])
     assert comment and comment.group(1) in printed, "the README's printed loss is out of date"
+
+
+@pytest.mark.parametrize("doc", ["docs/design.md", "docs/getting-started.md"])
+def test_doc_python_blocks_run_in_order(doc, capsys):
+    blocks = code_blocks((ROOT / doc).read_text(), "python")
+    assert len(blocks) >= 3, f"{doc} lost its examples"
+    namespace = {"__name__": "doc_example"}
+    for k, block in enumerate(blocks):
+        exec(compile(block, f"{doc} block {k + 1}", "exec"), namespace)  # noqa: S102
+    assert capsys.readouterr().out.strip()
