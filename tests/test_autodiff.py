@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import fd_gradient
 
 import lgc
+from conftest import fd_gradient
 from lgc.autodiff import backward, grad_graph
 from lgc.backend.reference import run_graph
 from lgc.ir import verify

@@ -8,9 +8,9 @@ import contextlib
 
 import numpy as np
 import pytest
-from conftest import emit_inputs, op_samples, registry_params
 
 import lgc
+from conftest import emit_inputs, op_samples, registry_params
 from lgc.backend.reference import run_graph
 from lgc.errors import LgcError
 from lgc.ir import verify

@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import lgc
 from conftest import (
-    check_gradient, emit_inputs, fd_directional, op_rng, op_samples, perturbed, registry_params,
+    cast_floats,
+    check_gradient,
+    emit_inputs,
+    fd_directional,
+    op_rng,
+    op_samples,
+    perturbed,
+    registry_params,
     vjp_case,
 )
-
 from lgc.autodiff import backward
 from lgc.backend.reference import run_graph
+from lgc.dlarray import apply
 from lgc.ir import verify
 from lgc.ir.core import Builder, Graph
-from lgc.ir.types import TensorType, np_dtype
+from lgc.ir.types import TensorType, dtype_name, np_dtype
 from lgc.ops import REGISTRY
 
 DIFFERENTIABLE = registry_params(lambda op: op.differentiable)
@@ -44,12 +53,10 @@ def test_differentiable_op_has_samples(op):
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
 @pytest.mark.parametrize("op", registry_params())
 def test_ref_matches_infer(op, dtype):
-    from conftest import cast_floats
-
     for k, s in enumerate(op_samples(op)):
         args = cast_floats(s.args, dtype)
         attrs = op.normalize_attrs(dict(s.attrs))
-        in_types = [TensorType(_name(a.dtype), a.shape) for a in args]
+        in_types = [TensorType(dtype_name(a.dtype), a.shape) for a in args]
         types = op.infer(in_types, **attrs)
         res = op.ref(*args, **attrs)
         res = res if isinstance(res, tuple) else (res,)
@@ -62,10 +69,24 @@ def test_ref_matches_infer(op, dtype):
                 f"infer {t}")
 
 
-def _name(dt) -> str:
-    from lgc.ir.types import dtype_name
-
-    return dtype_name(dt)
+@pytest.mark.parametrize("op", registry_params(lambda op: op.pure))
+def test_ref_matches_eager(op):
+    """Eager `apply` on concrete dlarrays and the traced program run by dlfeval agree in value,
+    dtype, shape and format, for every sample in float32 and float64."""
+    for dtype in ("f32", "f64"):
+        for k, s in enumerate(op_samples(op)):
+            args = cast_floats(s.args, dtype)
+            eager = apply(op.name, *(lgc.dlarray(a) for a in args), **s.attrs)
+            eager = eager if isinstance(eager, tuple) else (eager,)
+            traced = lgc.dlfeval(lambda *xs, attrs=s.attrs: apply(op.name, *xs, **attrs), *args)
+            traced = traced if isinstance(traced, tuple) else (traced,)
+            assert len(eager) == len(traced), f"{op.name} sample {k}"
+            for j, (e, t) in enumerate(zip(eager, traced)):
+                what = f"{op.name} sample {k} output {j} in {dtype}"
+                assert (e.dtype, e.shape, e.fmt) == (t.dtype, t.shape, t.fmt), what
+                tol = 1e-5 if dtype == "f32" else 1e-12
+                np.testing.assert_allclose(np.asarray(t), np.asarray(e), rtol=tol, atol=tol,
+                                           err_msg=what)
 
 
 # --- VJPs against finite differences ----------------------------------------------------------

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import emit_inputs, op_samples, registry_params, vjp_case
 
 import lgc
+from conftest import emit_inputs, op_samples, registry_params, vjp_case
 from lgc.errors import LgcError
 from lgc.ir import VerifyError, verify
 from lgc.ir.core import Builder, Graph, Value
