@@ -56,12 +56,17 @@ def dlfeval(fun, *args):
         loss, g = dlfeval(modelLoss, w, x, t)
     """
     key = (_trace.signature(args), get_backend())
+    try:
+        hash(key)
+    except TypeError:
+        key = None  # an unhashable non-array argument: trace on every call, cache nothing
     cache = _cache_for(fun)
-    entry = cache.get(key)
+    entry = cache.get(key) if key is not None else None
     if entry is None:
         program = trace(fun, *args)
         entry = (program, compile_graph(program.graph))
-        cache[key] = entry
+        if key is not None:
+            cache[key] = entry
     program, exe = entry
     outs = exe(_trace.flat_arrays(args) + program.captures)
     return _trace.unflatten_outputs(program, outs)
@@ -74,7 +79,8 @@ def dlgradient(y, *xs, RetainData=False, EnableHigherDerivatives=False):  # noqa
         y: a one-element real dlarray that depends on the traced inputs.
         xs: DLArrays or nests (dict / list / tuple / Table) of them.
         RetainData: must be True on every dlgradient call but the last one in a dlfeval.
-        EnableHigherDerivatives: make the returned gradients differentiable again.
+        EnableHigherDerivatives: make the returned gradients differentiable again; as in
+            MATLAB, this also retains the trace (RetainData is then ignored).
     Returns:
         One gradient with the structure, shape and format of x per x; a tuple when several.
     """
@@ -92,7 +98,7 @@ def dlgradient(y, *xs, RetainData=False, EnableHigherDerivatives=False):  # noqa
     if tr.closed_by_gradient:
         raise TraceError("dlgradient: an earlier dlgradient call in this dlfeval had "
                          "RetainData=False; pass RetainData=True to every call but the last")
-    if not RetainData:
+    if not (RetainData or EnableHigherDerivatives):
         tr.closed_by_gradient = True
     leaves, structs = [], []
     for k, x in enumerate(xs):
@@ -119,12 +125,21 @@ def dlgradient(y, *xs, RetainData=False, EnableHigherDerivatives=False):  # noqa
 def value_and_grad(fun, argnums=0):
     """lgc.value_and_grad(fun, argnums=0) — a function returning `(fun(*args), gradient)`,
     the gradient taken with respect to argument `argnums` (an int or a tuple of ints)."""
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    if not nums or not all(isinstance(i, int) for i in nums):
+        raise TraceError(f"value_and_grad: argnums must be an int or a non-empty tuple of ints, "
+                         f"got {argnums!r}")
 
     def evaluate(*args):
+        bad = [i for i in nums if not -len(args) <= i < len(args)]
+        if bad:
+            raise TraceError(f"value_and_grad: argnums {argnums!r} is out of range for "
+                             f"{len(args)} arguments")
         y = fun(*args)
         g = dlgradient(y, *(args[i] for i in nums))
-        return y, g
+        # a tuple of argnums always gives a tuple of gradients, even of one (as in JAX)
+        return y, (g if single or len(nums) > 1 else (g,))
 
     evaluate.__name__ = f"value_and_grad_{getattr(fun, '__name__', 'fun')}"
 

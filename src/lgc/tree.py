@@ -60,7 +60,9 @@ def _flatten(x, path, leaves):
         names = [n for n, _ in children]
         return ("node", t, aux, tuple(names),
                 tuple(_flatten(c, _join(path, n), leaves) for n, c in children))
-    return ("static", x)
+    # the type is part of the key: 3 and 3.0 (or 1 and True) compare equal but can make
+    # Python code in a traced function behave differently
+    return ("static", type(x), x)
 
 
 def _join(path, key) -> str:
@@ -86,7 +88,7 @@ def _unflatten(s, it):
     if kind == "node":
         _, cls, aux, names, children = s
         return _NODES[cls][1](aux, [(n, _unflatten(c, it)) for n, c in zip(names, children)])
-    return s[1]
+    return s[2]
 
 
 def map_leaves(fn: Callable, tree) -> Any:
