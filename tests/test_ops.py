@@ -25,7 +25,7 @@ from lgc.dlarray import apply
 from lgc.ir import verify
 from lgc.ir.core import Builder, Graph
 from lgc.ir.types import TensorType, dtype_name, np_dtype
-from lgc.ops import REGISTRY
+from lgc.ops import REGISTRY, Sample
 
 DIFFERENTIABLE = registry_params(lambda op: op.differentiable)
 
@@ -194,3 +194,19 @@ def test_sign_has_no_gradient():
     assert not REGISTRY["sign"].differentiable
     (g,) = _grads("sign", [-1.0, 0.0, 2.0])
     np.testing.assert_array_equal(g, [0.0, 0.0, 0.0])
+
+
+def test_large_inputs_use_the_dot_product_check():
+    """Above DENSE_MAX elements the gradient is checked along random directions; the check
+    passes on a correct VJP and catches a slightly wrong one."""
+    from conftest import DENSE_MAX
+
+    rng = np.random.default_rng(7)
+    s = Sample([rng.normal(size=(12, 20)), rng.normal(size=(20, 3))])
+    assert sum(a.size for a in s.args) > DENSE_MAX
+    case = vjp_case(REGISTRY["matmul"], s, rng)
+    _, *grads = case.run()
+    check_gradient(case.f, case.args, case.diff, grads, rng, "matmul large")
+    wrong = [grads[0] * (1 + 1e-3), grads[1]]
+    with pytest.raises(AssertionError, match="directional derivative"):
+        check_gradient(case.f, case.args, case.diff, wrong, rng, "matmul large")
