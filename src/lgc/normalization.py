@@ -14,7 +14,7 @@ import numpy as np
 
 from .dlarray import DLArray, apply, finddim, provenance, reshape, sqrt, stripdims
 from .errors import FormatError, ShapeError
-from .functional import _check_batch, _check_float, _formatted
+from .functional import _check_batch, _check_float, _formatted, _unformatted_like
 
 
 def _prepare(fn: str, X, DataFormat):  # noqa: N803
@@ -106,11 +106,11 @@ def batchnorm(X, offset, scaleFactor, runningMean=None, runningVar=None, *,  # n
             if not have_stats:
                 raise ShapeError(f"{fn}: Training=False needs trainedMean and trainedVar")
             y = (x - mean_b) * (scale * (1.0 / sqrt(var_b + eps))) + off
-            return stripdims(y) if strip else y
+            return _unformatted_like(y, np.shape(X), DataFormat) if strip else y
         axes = tuple(i for i in range(x.ndim) if i != c)
         xn, mu, var, n = _normalize(x, axes, eps)
         y = xn * scale + off
-        y = stripdims(y) if strip else y
+        y = _unformatted_like(y, np.shape(X), DataFormat) if strip else y
         if not have_stats:
             return y
         dm = _decay(fn, "MeanDecay", MeanDecay)
@@ -169,7 +169,7 @@ def groupnorm(X, numGroups, offset, scaleFactor, *, Epsilon=1e-5, DataFormat=Non
         xn, *_ = _normalize(xr, axes, eps)
         xn = apply("relabel", reshape(xn, x.shape), fmt=x.fmt)
         y = xn * scale + off
-        return stripdims(y) if strip else y
+        return _unformatted_like(y, np.shape(X), DataFormat) if strip else y
 
 
 _LAYERNORM_DIMS = ("auto", "channel-only", "spatial-channel", "batch-excluded")
@@ -204,7 +204,7 @@ def layernorm(X, offset, scaleFactor, *, Epsilon=1e-5, OperationDimension="auto"
         scale = _per_channel(fn, "scaleFactor", scaleFactor, x, c)
         xn, *_ = _normalize(x, axes, eps)
         y = xn * scale + off
-        return stripdims(y) if strip else y
+        return _unformatted_like(y, np.shape(X), DataFormat) if strip else y
 
 
 # --- crosschannelnorm -------------------------------------------------------------------------
@@ -235,4 +235,4 @@ def crosschannelnorm(X, windowSize, *, Alpha=1e-4, Beta=0.75, K=2,  # noqa: N803
                 raise ShapeError(f"{fn}: {arg} must be a real scalar, got {v!r}")
         ss = apply("channel_window_sum", x * x, axis=c, before=(w - 1) // 2, after=w // 2)
         y = x / (ss * (float(Alpha) / w) + k) ** float(Beta)
-        return stripdims(y) if strip else y
+        return _unformatted_like(y, np.shape(X), DataFormat) if strip else y

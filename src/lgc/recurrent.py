@@ -115,10 +115,22 @@ def _steps(xp, n: int, t: int):
     return [xp[:, k * n:(k + 1) * n] for k in range(t)]
 
 
-def _outputs(strip: bool, y, *states):
-    if strip:
-        return (stripdims(y), *(stripdims(s) for s in states))
-    return (y, *(dlarray(s, "CB") for s in states))
+def _restore_layout(y, DataFormat):  # noqa: N803
+    """An unformatted result in the dimension order of the caller's DataFormat (MATLAB keeps
+    the input's layout), its labels dropped."""
+    order = [i for i, lab in enumerate(y.fmt) if lab not in DataFormat]  # added dims first
+    for lab in DataFormat:
+        order += [i for i, m in enumerate(y.fmt) if m == lab and i not in order][:1]
+    if order != list(range(y.ndim)):
+        y = apply("transpose", y, perm=order)
+    return stripdims(y)
+
+
+def _outputs(DataFormat, y, *states):  # noqa: N803
+    states = tuple(dlarray(s, "CB") for s in states)
+    if DataFormat:
+        return (_restore_layout(y, DataFormat), *(stripdims(s) for s in states))
+    return (y, *states)
 
 
 def _lift(v):
@@ -175,7 +187,7 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
             hs_ = o * state_fn(cs)
             outs.append(hs_)
         y = _stack_steps(outs, h, n, t, out_fmt)
-        return _outputs(strip, y, hs_, cs)
+        return _outputs(strip and DataFormat, y, hs_, cs)
 
 
 # --- gru --------------------------------------------------------------------------------------
@@ -243,7 +255,7 @@ def gru(X, H0, weights, recurrentWeights, bias, *,  # noqa: N803
             hs_ = cand + zg * (hs_ - cand)
             outs.append(hs_)
         y = _stack_steps(outs, h, n, t, out_fmt)
-        return _outputs(strip, y, hs_)
+        return _outputs(strip and DataFormat, y, hs_)
 
 
 # --- embed ------------------------------------------------------------------------------------
@@ -279,7 +291,7 @@ def embed(X, weights, *, DataFormat=None):  # noqa: N803
             x = apply("relabel", reshape(x, x.shape[:c] + (1,) + x.shape[c:]), fmt=fmt)
         x = _indices(fn, x, w.shape[1])
         y = apply("embed", x, w, axis=c)
-        return stripdims(y) if strip else y
+        return _restore_layout(y, DataFormat) if strip else y
 
 
 def _indices(fn: str, x: DLArray, num_words: int) -> DLArray:
