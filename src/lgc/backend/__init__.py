@@ -18,11 +18,18 @@ def register_backend(name: str, factory) -> None:
     _BACKENDS[name] = factory
 
 
+def _numba(g):
+    from .numba import NumbaExecutable  # numba is imported only when this backend is used
+
+    return NumbaExecutable(g)
+
+
 def _load():
     if not _BACKENDS:
         from .reference import ReferenceExecutable
 
         register_backend("reference", ReferenceExecutable)
+        register_backend("numba", _numba)
 
 
 def available_backends() -> list[str]:

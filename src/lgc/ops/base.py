@@ -55,6 +55,15 @@ class OpDef:
     # False only where the op is kinked (relu, max...): the tests then skip the numerical
     # check of its second derivative (its VJP rule is still differentiated like any graph)
     second_order: ClassVar[bool] = True
+    # Lowering, declared here so backends never name an op. `expr` is the scalar template of a
+    # fusible elementwise op ({0}, {1} operands, {attr} attributes). Reductions give `reduce`:
+    # the accumulator's start value and update expression in `acc` and `v`.
+    # Ops with a whole-array Numba kernel give its source in `kernel`: `kernel(out, x)` over
+    # the (P, K, Q) view of x and out around the axes `kernel_axes(node)` (K).
+    expr: ClassVar[str] = ""
+    fusible: ClassVar[bool] = False
+    reduce: ClassVar[tuple[str, str] | None] = None
+    kernel: ClassVar[str] = ""
 
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)
@@ -140,7 +149,7 @@ class Elementwise(OpDef):
     """
 
     arity: ClassVar[int] = 1
-    expr: ClassVar[str] = ""
+    fusible = True
     out_dtype: ClassVar[str | None] = None  # fixed result dtype (comparisons give bool)
     float_only: ClassVar[bool] = True
     domain: ClassVar[tuple[float, float]] = (-2.0, 2.0)

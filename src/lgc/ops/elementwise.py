@@ -318,7 +318,7 @@ class Where(OpDef):
     """z = x where cond else y"""
 
     name = "where"
-    expr = "({1} if {0} else {2})"
+    expr, fusible = "({1} if {0} else {2})", True
 
     def infer(self, in_types, **attrs):
         shape = broadcast_shapes(self.name, *(t.shape for t in in_types))
@@ -348,7 +348,7 @@ class Cast(OpDef):
 
     name = "cast"
     attrs = {"dtype": "f32"}
-    expr = "{0}"
+    expr, fusible = "{0}", True
 
     def infer(self, in_types, dtype):
         return [in_types[0].with_(dtype=dtype)]

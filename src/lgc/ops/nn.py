@@ -14,6 +14,25 @@ class Softmax(OpDef):
 
     name = "softmax"
     attrs = {"axis": 0}
+    # Numba kernel over the (P, K, Q) view of x around the axis (K); out has the same view
+    kernel = """def kernel(out, x):
+    for p in prange(x.shape[0]):
+        for q in range(x.shape[2]):
+            m = -np.inf
+            for k in range(x.shape[1]):
+                m = max(m, x[p, k, q])
+            s = 0.0
+            for k in range(x.shape[1]):
+                e = math.exp(x[p, k, q] - m)
+                out[p, k, q] = e
+                s += e
+            for k in range(x.shape[1]):
+                out[p, k, q] = out[p, k, q] / s
+    return 0
+"""
+
+    def kernel_axes(self, node) -> tuple[int, ...]:
+        return (node.attrs["axis"],)
 
     def infer(self, in_types, axis):
         t = in_types[0]

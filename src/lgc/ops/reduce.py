@@ -41,6 +41,9 @@ class _Reduce(OpDef):
     def ref(self, x, axes, keepdims):
         return np.asarray(type(self).np_fn(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
 
+    def reduce_axes(self, node) -> tuple[int, ...]:
+        return node.attrs["axes"]
+
     def _ct_full(self, b, node, ct):
         """The output cotangent broadcast back to the input shape."""
         x = node.inputs[0]
@@ -60,6 +63,7 @@ class ReduceSum(_Reduce):
 
     name = "reduce_sum"
     np_fn = np.sum
+    reduce = ("0.0", "acc + v")
 
     def vjp(self, b, node, cts):
         return [self._ct_full(b, node, cts[0])]
@@ -71,6 +75,7 @@ class ReduceMax(_Reduce):
 
     name = "reduce_max"
     np_fn = np.max
+    reduce = ("-np.inf", "max(acc, v)")
 
     def vjp(self, b, node, cts):
         x = node.inputs[0]
@@ -88,3 +93,4 @@ class ReduceMin(ReduceMax):
 
     name = "reduce_min"
     np_fn = np.min
+    reduce = ("np.inf", "min(acc, v)")

@@ -140,6 +140,10 @@ class SumTo(OpDef):
 
     name = "sum_to"
     attrs = {"shape": ()}
+    reduce = ("0.0", "acc + v")
+
+    def reduce_axes(self, node) -> tuple[int, ...]:
+        return sum_to_axes(node.inputs[0].shape, node.attrs["shape"])[0]
 
     def normalize_attrs(self, attrs):
         attrs = super().normalize_attrs(attrs)
@@ -287,7 +291,6 @@ class Relabel(OpDef):
 
     name = "relabel"
     attrs = {"fmt": ""}
-    expr = "{0}"
 
     def infer(self, in_types, fmt):
         t = in_types[0]

@@ -1,0 +1,283 @@
+"""The Numba CPU executable: optimized, fused graph -> kernels called in order by a thin driver.
+
+Steps are fused elementwise kernels, reductions and ops with their own kernel (generated source,
+compiled by Numba, cached on disk), and NumPy steps for the rest (matmul through BLAS, views for
+shape ops, the op's reference for ops that have no kernel yet). Kernel outputs live in buffers
+allocated once per executable and reused across calls (slots shared between values whose
+lifetimes do not overlap); values that reach the outputs are allocated per call, so results
+handed to the user are never overwritten.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...errors import CompileError, LgcError, ShapeError
+from ...ir.core import Graph, Node, Value
+from ...ir.types import np_dtype
+from ...passes import optimize
+from ...passes.fuse import fuse_elementwise
+from . import codegen
+from .compile import STATS, load_kernel, record_first_call
+
+FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
+
+
+@dataclass
+class Kernel:
+    """A generated kernel: the IR it came from, its source and its compiled dispatcher."""
+
+    node: Node
+    source: str
+    fn: object = field(repr=False)
+    ops: list[str] = field(default_factory=list)
+    prov: str = ""
+    cache_hit: bool | None = None
+    compile_seconds: float = 0.0
+
+
+def _pkq(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[list[int] | None, int, int, int]:
+    """The (P, K, Q) grouping of `shape` around `axes`; a transposition when they are not one
+    contiguous block."""
+    axes = tuple(sorted(axes))
+    if axes and axes == tuple(range(axes[0], axes[-1] + 1)):
+        perm = None
+        a, b = axes[0], axes[-1] + 1
+        s = shape
+    else:
+        kept = [d for d in range(len(shape)) if d not in axes]
+        perm = kept + list(axes)
+        s = tuple(shape[d] for d in perm)
+        a, b = len(kept), len(s)
+    p = int(np.prod(s[:a], dtype=np.int64))
+    k = int(np.prod(s[a:b], dtype=np.int64))
+    q = int(np.prod(s[b:], dtype=np.int64))
+    return perm, p, k, q
+
+
+class NumbaExecutable:
+    backend = "numba"
+
+    def __init__(self, g: Graph):
+        t0 = time.perf_counter()
+        self.graph = g
+        self.optimized = fuse_elementwise(optimize(g))
+        self.kernels: list[Kernel] = []
+        self._index: dict[Value, int] = {v: i for i, v in enumerate(self.optimized.inputs)}
+        for n in self.optimized.nodes:
+            for o in n.outputs:
+                self._index[o] = len(self._index)
+        self._fresh = self._values_reaching_outputs()
+        self._steps = [self._step(n) for n in self.optimized.nodes]
+        self._plan_buffers()
+        self._outputs = [self._index[v] for v in self.optimized.outputs]
+        self.build_seconds = time.perf_counter() - t0
+        self._warm_up()
+
+    # --- building -----------------------------------------------------------------------------
+
+    def _values_reaching_outputs(self) -> set[Value]:
+        """Values whose memory a graph output may share (views): they are allocated per call."""
+        fresh = set(self.optimized.outputs)
+        for n in reversed(self.optimized.nodes):
+            if n.op.fusible or n.op.name == "fused" or n.op.reduce or n.op.kernel:
+                continue  # kernels write into their own buffers, never alias inputs
+            if any(o in fresh for o in n.outputs):
+                fresh.update(n.inputs)
+        return fresh
+
+    def _kernel(self, node: Node, source: str, ops: list[str]) -> Kernel:
+        try:
+            fn = load_kernel(source, FLAGS if "prange" not in source else {**FLAGS,
+                                                                           "parallel": True})
+        except Exception as e:  # a generated-source bug must name its origin
+            raise CompileError(f"cannot build the kernel of {node.op.name} "
+                               f"(from {node.prov or 'model'}): {e}") from None
+        k = Kernel(node, source, fn, ops, node.prov)
+        self.kernels.append(k)
+        return k
+
+    def _step(self, n: Node):
+        ins = [self._index[v] for v in n.inputs]
+        outs = [self._index[o] for o in n.outputs]
+        if n.op.name == "fused":
+            return self._fused_step(n, ins, outs)
+        if n.op.reduce is not None and len(n.inputs) == 1:
+            return self._reduce_step(n, ins, outs)
+        if n.op.kernel:
+            return self._pkq_step(n, ins, outs)
+        op, attrs = n.op, n.attrs
+
+        def run(env):
+            res = op.ref(*(env[i] for i in ins), **attrs)
+            if len(outs) == 1:
+                env[outs[0]] = res
+            else:
+                for i, r in zip(outs, res):
+                    env[i] = r
+        return ("numpy", n, run)
+
+    def _fused_step(self, n: Node, ins: list[int], outs: list[int]):
+        shape = n.attrs["shape"]
+        size = int(np.prod(shape, dtype=np.int64))
+        scalar = [v.type.size == 1 for v in n.inputs]
+        flat = all(s or v.shape == shape for s, v in zip(scalar, n.inputs))
+        parallel = size >= codegen.PARALLEL_MIN_ELEMENTS
+        source = codegen.emit_fused(n, scalar, flat, parallel)
+        k = self._kernel(n, source, [b[0] for b in n.attrs["body"]])
+        nd = max(len(shape), 1)
+        iter_shape = (size,) if flat else (shape if shape else (1,))
+        preps = []
+        for s, v in zip(scalar, n.inputs):
+            if s:
+                preps.append(lambda a: a.reshape(1))
+            elif flat:
+                preps.append(lambda a: a.reshape(-1))
+            else:
+                padded = (1,) * (nd - v.type.ndim) + v.shape
+                preps.append(lambda a, padded=padded: np.broadcast_to(a.reshape(padded),
+                                                                      iter_shape))
+        fn = k.fn
+
+        def run(env):
+            out_arrays = [self._out(env, i) for i in outs]
+            args = [o.reshape(iter_shape) for o in out_arrays]
+            args += [p(env[i]) for p, i in zip(preps, ins)]
+            fn(*args)
+        return ("kernel", n, run, k)
+
+    def _reduce_step(self, n: Node, ins: list[int], outs: list[int]):
+        x = n.inputs[0]
+        perm, p, kk, q = _pkq(x.shape, n.op.reduce_axes(n))
+        init, update = n.op.reduce
+        source = codegen.emit_reduce(init, update, p * kk * q >= codegen.PARALLEL_MIN_ELEMENTS
+                                     and p > 1)
+        k = self._kernel(n, source, [n.op.name])
+        fn, (i_in,), (i_out,) = k.fn, ins, outs
+
+        def run(env):
+            a = env[i_in]
+            if perm is not None:
+                a = np.ascontiguousarray(a.transpose(perm))
+            out = self._out(env, i_out)
+            fn(out.reshape(p, q), np.ascontiguousarray(a).reshape(p, kk, q))
+        return ("kernel", n, run, k)
+
+    def _pkq_step(self, n: Node, ins: list[int], outs: list[int]):
+        x = n.inputs[0]
+        perm, p, kk, q = _pkq(x.shape, n.op.kernel_axes(n))
+        if perm is not None or len(ins) != 1 or len(outs) != 1:
+            raise CompileError(f"{n.op.name}: its kernel needs one input and one contiguous "
+                               f"block of axes")
+        k = self._kernel(n, n.op.kernel, [n.op.name])
+        fn, (i_in,), (i_out,) = k.fn, ins, outs
+
+        def run(env):
+            out = self._out(env, i_out)
+            fn(out.reshape(p, kk, q), np.ascontiguousarray(env[i_in]).reshape(p, kk, q))
+        return ("kernel", n, run, k)
+
+    def _plan_buffers(self) -> None:
+        """Give every kernel output that does not reach the outputs a reusable buffer."""
+        nodes = self.optimized.nodes
+        last_use: dict[Value, int] = {}
+        alias_of: dict[Value, set[Value]] = {}
+        for t, n in enumerate(nodes):
+            for v in n.inputs:
+                for root in alias_of.get(v, {v}):
+                    last_use[root] = t
+            planned_kernel = self._steps[t][0] == "kernel"
+            for o in n.outputs:
+                alias_of[o] = {o} if planned_kernel else set().union(
+                    *(alias_of.get(v, {v}) for v in n.inputs))
+        free: dict[tuple, list[np.ndarray]] = {}
+        self._buffers: dict[int, np.ndarray] = {}
+        releases: dict[int, list[Value]] = {}
+        for v, t in last_use.items():
+            releases.setdefault(t, []).append(v)
+        for t, n in enumerate(nodes):
+            if self._steps[t][0] == "kernel":
+                for o in n.outputs:
+                    if o in self._fresh:
+                        continue
+                    key = (o.dtype, o.shape)
+                    buf = free[key].pop() if free.get(key) else np.empty(o.shape,
+                                                                         np_dtype(o.dtype))
+                    self._buffers[self._index[o]] = buf
+            for v in releases.get(t, []):
+                buf = self._buffers.get(self._index.get(v, -1))
+                if buf is not None:
+                    free.setdefault((v.dtype, v.shape), []).append(buf)
+        self.workspace_bytes = sum(b.nbytes for b in {id(b): b for b in
+                                                      self._buffers.values()}.values())
+        self._types = {self._index[o]: o.type for n in nodes for o in n.outputs}
+
+    def _out(self, env, i: int) -> np.ndarray:
+        buf = self._buffers.get(i)
+        if buf is None:
+            t = self._types[i]
+            buf = np.empty(t.shape, np_dtype(t.dtype))
+        env[i] = buf
+        return buf
+
+    def _warm_up(self) -> None:
+        """Compile (or load) every kernel now by a run on zeros, timing each kernel's first
+        call; the random generator's state is restored afterwards."""
+        from ...ops import creation
+
+        state = creation.generator().bit_generator.state
+        zeros = [np.zeros(v.shape, np_dtype(v.dtype)) for v in self.optimized.inputs]
+        with np.errstate(all="ignore"):
+            self.__call__(zeros, _first=True)
+        creation.generator().bit_generator.state = state
+
+    # --- running ------------------------------------------------------------------------------
+
+    def __call__(self, inputs: list[np.ndarray], _first: bool = False) -> list[np.ndarray]:
+        g = self.optimized
+        if len(inputs) != len(g.inputs):
+            raise ShapeError(f"@{g.name}: expected {len(g.inputs)} inputs, got {len(inputs)}")
+        env: list = [None] * len(self._index)
+        for k, (v, a) in enumerate(zip(g.inputs, inputs)):
+            a = np.ascontiguousarray(a, dtype=np_dtype(v.dtype))
+            if a.shape != v.shape:
+                raise ShapeError(f"@{g.name}: input %{v.name} has shape {a.shape}, expected "
+                                 f"{v.shape}")
+            env[k] = a
+        for step in self._steps:
+            if _first and step[0] == "kernel":
+                self._first_call(step, env)
+            else:
+                step[2](env)
+        return [env[i] for i in self._outputs]
+
+    def _first_call(self, step, env) -> None:
+        _, n, run, k = step
+        t0 = time.perf_counter()
+        try:
+            run(env)
+        except LgcError:
+            raise
+        except Exception as e:
+            raise CompileError(f"the {n.op.name} kernel from {n.prov or 'the model'} failed to "
+                               f"compile: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                               ) from None
+        k.compile_seconds = time.perf_counter() - t0
+        k.cache_hit = record_first_call(k.fn, k.compile_seconds, f"{n.op.name} ({n.prov})")
+
+    @property
+    def stats(self) -> dict:
+        return {
+            "n_ops": len(self.graph.nodes),
+            "n_optimized_ops": len(self.optimized.nodes),
+            "n_kernels": len(self.kernels),
+            "compile_seconds": sum(k.compile_seconds for k in self.kernels) + self.build_seconds,
+            "cache_hits": sum(1 for k in self.kernels if k.cache_hit),
+            "cache_misses": sum(1 for k in self.kernels if k.cache_hit is False),
+            "numpy_steps": sorted({s[1].op.name for s in self._steps if s[0] == "numpy"}),
+            "workspace_bytes": self.workspace_bytes,
+            "process_totals": dict(STATS),
+        }

@@ -1,0 +1,45 @@
+"""The `fused` op: a group of elementwise ops over one iteration space, made by the fusion pass.
+
+Attributes: `body`, one instruction `(op_name, operand_refs, attrs)` per member op, where a ref
+k < number of inputs names an input and larger refs name earlier instructions; `results`, the
+refs that are outputs; `shape`, the iteration space; `types`, (dtype, fmt) per output. The
+reference evaluates the members' own `ref`s, so a fused graph means exactly what it replaced.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.types import TensorType, np_dtype
+from .base import OpDef, get_op, register
+
+
+@register
+class Fused(OpDef):
+    """(y...) = the member ops applied in order over `shape`"""
+
+    name = "fused"
+    attrs = {"body": (), "results": (), "shape": (), "types": ()}
+    differentiable = False
+
+    def infer(self, in_types, body, results, shape, types):
+        return [TensorType(dt, tuple(shape), fmt) for dt, fmt in types]
+
+    def ref(self, *args, body, results, shape, types):
+        vals = list(args)
+        for name, refs, attrs in body:
+            vals.append(np.asarray(get_op(name).ref(*(vals[r] for r in refs), **dict(attrs))))
+        outs = tuple(np.broadcast_to(vals[r], shape).astype(np_dtype(dt))
+                     for r, (dt, _) in zip(results, types))
+        return outs if len(outs) > 1 else outs[0]
+
+    def scalar_code(self, node, operand_names: list[str]) -> tuple[list[str], list[str]]:
+        """The body as scalar statements over `operand_names`; returns (lines, result names)."""
+        names = list(operand_names)
+        lines = []
+        for j, (name, refs, attrs) in enumerate(node.attrs["body"]):
+            op = get_op(name)
+            t = f"t{j}"
+            lines.append(f"{t} = " + op.expr.format(*(names[r] for r in refs), **dict(attrs)))
+            names.append(t)
+        return lines, [names[r] for r in node.attrs["results"]]
