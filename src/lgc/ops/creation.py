@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DTypeError
 from ..ir.types import TensorType, np_dtype
 from .base import OpDef, register
 
@@ -13,6 +14,9 @@ _rng = np.random.default_rng()
 def rng(seed: int | None = None) -> np.random.Generator:
     """Seed lgc's random generator (MATLAB `rng(seed)`); returns it."""
     global _rng
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                             or seed < 0):
+        raise DTypeError(f"rng: seed must be a non-negative integer or None, got {seed!r}")
     _rng = np.random.default_rng(seed)
     return _rng
 
