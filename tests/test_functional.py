@@ -374,3 +374,28 @@ def test_model_loss_traced_matches_eager():
 
     params = {"w1": dlarray(w1), "b1": dlarray(b1), "w2": dlarray(w2), "b2": dlarray(b2)}
     both(model, dlarray(x, "SSCB"), dlarray(t, "CB"), params)
+
+
+def test_onehotencode_replaces_singleton_feature_dim():
+    col = np.array([[2], [0], [1]])
+    E = lgc.onehotencode(col, 1)
+    assert E.shape == (3, 3)
+    np.testing.assert_array_equal(E, np.eye(3)[[2, 0, 1]])
+    assert lgc.onehotencode(col.T, 0).shape == (3, 3)
+
+
+def test_dataformat_for_unformatted_losses_and_activations():
+    y, t = probs(4, 3, seed=26), onehot(4, 3, seed=27)  # (C, N) canonical
+    want = float(lgc.crossentropy(dlarray(y, "CB"), t))
+    got = lgc.crossentropy(dlarray(y.T), t.T, DataFormat="BC")  # caller's layout (N, C)
+    assert got.shape == () and float(got) == pytest.approx(want, rel=1e-6)
+    mask = np.ones((4, 3), np.float32)
+    mask[:, 0] = 0
+    want = float(lgc.l2loss(dlarray(y, "CB"), t, Mask=mask))
+    got = lgc.l2loss(dlarray(y.T), t.T, Mask=mask.T, DataFormat="BC")
+    assert float(got) == pytest.approx(want, rel=1e-6)
+    assert float(lgc.mse(y.T, t.T, DataFormat="BC")) == pytest.approx(
+        float(lgc.mse(dlarray(y, "CB"), t)), rel=1e-6)
+    R = lgc.relu(dlarray(y.T - 0.3), DataFormat="BC")
+    assert R.fmt == "" and R.shape == (3, 4)
+    np.testing.assert_allclose(extractdata(R), np.maximum(y.T - 0.3, 0), rtol=1e-6)

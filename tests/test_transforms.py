@@ -357,3 +357,16 @@ def test_grad_of_nest_argument():
 def test_grad_bad_argnums_is_error():
     with pytest.raises(lgc.LgcError, match="argnums"):
         lgc.grad(sq, argnums=2)(dlarray(rand(2)))
+
+
+def test_numpy_operands_on_either_side_inside_dlfeval():
+    x, b = rand(3, 2), rand(3, 1, seed=1)
+
+    def f(X):
+        return b + X, b * X - X, np.exp(X), np.maximum(X, b)
+
+    outs = dlfeval(f, dlarray(x, "CB"))
+    wants = (b + x, b * x - x, np.exp(x), np.maximum(x, b))
+    for got, want in zip(outs, wants, strict=True):
+        assert isinstance(got, lgc.DLArray) and got.fmt == "CB"
+        np.testing.assert_allclose(extractdata(got), want, rtol=1e-6)

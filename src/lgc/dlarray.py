@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import FormatError, ShapeError, TraceError
+from .errors import DTypeError, FormatError, ShapeError, TraceError
 from .ir import trace as _trace
 from .ir.core import Value
 from .ir.types import TensorType, dtype_name, is_float, np_dtype
@@ -28,7 +28,7 @@ def canonical_order(fmt: str) -> list[int]:
     return sorted(range(len(fmt)), key=lambda i: LABELS.index(fmt[i]))
 
 
-def check_format(fmt: str, ndim: int) -> None:
+def check_format(fmt: str, shape: tuple[int, ...]) -> None:
     bad = set(fmt) - set(LABELS)
     if bad:
         raise FormatError(f"dlarray: invalid labels {''.join(sorted(bad))!r} in format {fmt!r}; "
@@ -37,9 +37,10 @@ def check_format(fmt: str, ndim: int) -> None:
         if fmt.count(once) > 1:
             raise FormatError(f"dlarray: label {once} appears {fmt.count(once)} times in {fmt!r}; "
                               f"C, B and T may appear at most once")
-    if fmt and len(fmt) < ndim:
-        raise FormatError(f"dlarray: format {fmt!r} has {len(fmt)} labels for an array with "
-                          f"{ndim} dimensions")
+    if fmt and len(fmt) < len(shape):
+        raise FormatError(f"dlarray: format {fmt!r} has {len(fmt)} labels for an array of shape "
+                          f"{tuple(shape)} ({len(shape)} dimensions); give one label per "
+                          f"dimension")
 
 
 class DLArray:
@@ -101,6 +102,8 @@ class DLArray:
         return self._value is not None
 
     def __len__(self) -> int:
+        if not self.shape:
+            raise ShapeError("len(): a 0-d dlarray has no length; use X.size")
         return self.shape[0]
 
     # --- conversion ---------------------------------------------------------------------------
@@ -118,17 +121,24 @@ class DLArray:
         data = self._need_data("converting to a NumPy array")
         return data if dtype is None else data.astype(dtype, copy=False)
 
+    def _scalar(self, what: str) -> np.ndarray:
+        data = self._need_data(what)
+        if data.size != 1:
+            raise ShapeError(f"{what} needs a one-element dlarray, got shape {data.shape}; "
+                             f"reduce it first (lgc.sum, lgc.max, ... or X.any-like logic)")
+        return data
+
     def __bool__(self) -> bool:
-        return bool(self._need_data("branching on a dlarray (if/while/and/or)"))
+        return bool(self._scalar("branching on a dlarray (if/while/and/or)").reshape(()))
 
     def __float__(self) -> float:
-        return float(self._need_data("float()"))
+        return float(self._scalar("float()").reshape(()))
 
     def __int__(self) -> int:
-        return int(self._need_data("int()"))
+        return int(self._scalar("int()").reshape(()))
 
     def item(self):
-        return self._need_data(".item()").item()
+        return self._scalar(".item()").item()
 
     def __repr__(self) -> str:
         if self._value is not None:
@@ -235,17 +245,14 @@ def _scalar_dtype(x, hint: str | None) -> str:
     return hint if hint and is_float(hint) else "f32"
 
 
-def _as_array(x, hint: str | None) -> tuple[np.ndarray, str]:
+def _as_array(x, hint: str | None, op: str) -> tuple[np.ndarray, str]:
     """A concrete operand as (array, fmt); Python scalars take the dtype of the other operands."""
     if isinstance(x, DLArray):
         return x._data, x.fmt
-    if isinstance(x, np.ndarray):
-        return x, ""
-    if isinstance(x, numbers.Number | np.generic):
+    if isinstance(x, numbers.Real | np.bool_ | np.integer | np.floating):
         return np.asarray(x, dtype=np_dtype(_scalar_dtype(x, hint))), ""
-    arr = np.asarray(x)
-    if arr.dtype == object:
-        raise TypeError(f"cannot use {type(x).__name__} as an array operand")
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    dtype_name(arr.dtype, f"{op}: operand {type(x).__name__}")  # DTypeError naming the op
     return arr, ""
 
 
@@ -262,7 +269,7 @@ def _check_same_format(op_name: str, operands) -> None:
 
 def apply(op_name: str, *operands, **attrs):
     """Apply a registered op: traced when any operand is symbolic, else evaluated at once."""
-    dts = [x._type.dtype if isinstance(x, DLArray) else dtype_name(x.dtype)
+    dts = [x._type.dtype if isinstance(x, DLArray) else dtype_name(x.dtype, op_name)
            for x in operands if isinstance(x, DLArray | np.ndarray)]
     hint = next((d for d in dts if is_float(d)), dts[0] if dts else None)
     traced = [x for x in operands if _is_traced(x)]
@@ -281,12 +288,12 @@ def apply(op_name: str, *operands, **attrs):
                     raise TraceError("dlarrays from two different traces were combined")
                 values.append(x._value)
             else:
-                arr, fmt = _as_array(x, hint)
+                arr, fmt = _as_array(x, hint, op_name)
                 values.append(tr.lift(arr, fmt))
         node = tr.builder.emit_node(op_name, *values, **attrs)
         outs = [DLArray._symbolic(v, tr) for v in node.outputs]
     else:
-        pairs = [_as_array(x, hint) for x in operands]
+        pairs = [_as_array(x, hint, op_name) for x in operands]
         attrs = op.normalize_attrs(attrs)
         types = [TensorType(dtype_name(a.dtype), a.shape, f) for a, f in pairs]
         out_types = op.infer(types, **attrs)
@@ -331,7 +338,7 @@ def dlarray(x, fmt: str = "") -> DLArray:
         arr = np.asarray(x)
         dtype_name(arr.dtype, "dlarray")
         base = DLArray._concrete(arr)
-    check_format(fmt, base.ndim)
+    check_format(fmt, base.shape)
     if not fmt:
         return base
     shape = base.shape + (1,) * (len(fmt) - base.ndim)
@@ -469,8 +476,14 @@ def reshape(x, shape: Sequence[int]) -> DLArray:
 
     One entry may be -1. MATLAB difference: MATLAB reshapes column-major.
     """
-    shape = tuple(int(s) for s in shape)
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
     size = x.size if isinstance(x, DLArray) else np.size(x)
+    if not all(isinstance(s, numbers.Integral) and s >= -1 for s in shape) or \
+            list(shape).count(-1) > 1:
+        raise ShapeError(f"reshape: the new shape must be non-negative ints with at most one -1, "
+                         f"got {tuple(shape)} for X of shape {np.shape(x)}")
+    shape = tuple(int(s) for s in shape)
     if shape.count(-1) == 1:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
         if known == 0 or size % known:
@@ -496,7 +509,8 @@ def getitem(x: DLArray, key) -> DLArray:
     if not isinstance(key, tuple):
         key = (key,)
     if any(isinstance(k, DLArray | np.ndarray | list) for k in key):
-        raise TypeError("dlarray indexing supports ints, slices and ...; use lgc.where for masks")
+        raise DTypeError(f"index: dlarray indexing supports ints, slices and ..., got an array "
+                         f"index into shape {x.shape}; use lgc.where for masks")
     if key.count(Ellipsis) > 1:
         raise ShapeError("index: at most one ... is allowed")
     if Ellipsis in key:
@@ -509,7 +523,8 @@ def getitem(x: DLArray, key) -> DLArray:
     for d, (k, n) in enumerate(zip(key, x.shape)):
         if isinstance(k, numbers.Integral):
             if not -n <= k < n:
-                raise ShapeError(f"index: {k} is out of range for dimension {d} of size {n}")
+                raise ShapeError(f"index: {k} is out of range for dimension {d} of size {n} "
+                                 f"(X has shape {x.shape})")
             k = int(k) % n
             starts.append(k), stops.append(k + 1), steps.append(1), drop.append(d)
         elif isinstance(k, slice):
@@ -518,7 +533,8 @@ def getitem(x: DLArray, key) -> DLArray:
                 raise ShapeError("index: negative slice steps are not supported")
             starts.append(a), stops.append(builtins_max(a, o)), steps.append(s)
         else:
-            raise TypeError(f"index: unsupported index {k!r}")
+            raise DTypeError(f"index: unsupported index {k!r} into shape {x.shape}; use ints, "
+                             f"slices and ...")
     y = x
     if (starts, stops, steps) != ([0] * x.ndim, list(x.shape), [1] * x.ndim):
         y = apply("slice", x, starts=starts, stops=stops, steps=steps)

@@ -24,14 +24,22 @@ from .dlarray import (
     stripdims,
 )
 from .dlarray import sum as _sum
-from .errors import FormatError, ShapeError, TraceError
-from .ir.types import is_float
+from .errors import DTypeError, FormatError, ShapeError, TraceError
+from .ir.types import dtype_name, is_float
+
+
+def _as_dlarray(fn: str, arg: str, x) -> DLArray:
+    """`x` as a DLArray; an unsupported dtype raises DTypeError naming the function."""
+    if isinstance(x, DLArray):
+        return x
+    arr = np.asarray(x)
+    dtype_name(arr.dtype, f"{fn}: {arg} of shape {arr.shape}")
+    return dlarray(arr)
 
 
 def _formatted(fn: str, x, DataFormat):  # noqa: N803
     """X as a formatted DLArray, plus whether the caller passed unformatted data."""
-    if not isinstance(x, DLArray):
-        x = dlarray(np.asarray(x) if not isinstance(x, np.ndarray) else x)
+    x = _as_dlarray(fn, "X", x)
     if x.fmt:
         if DataFormat:
             raise FormatError(f"{fn}: X is already formatted ({x.fmt}); DataFormat applies only "
@@ -40,7 +48,15 @@ def _formatted(fn: str, x, DataFormat):  # noqa: N803
     if not DataFormat:
         raise FormatError(f"{fn}: X is unformatted {x.shape}; pass a formatted dlarray or "
                           f"DataFormat=")
-    return dlarray(x, DataFormat), True
+    return _with_format(fn, "X", x, DataFormat), True
+
+
+def _with_format(fn: str, arg: str, x, DataFormat: str) -> DLArray:  # noqa: N803
+    try:
+        return dlarray(x, DataFormat)
+    except FormatError as e:
+        raise FormatError(f"{fn}: DataFormat does not fit {arg} of shape {np.shape(x)}: "
+                          f"{e}") from None
 
 
 def _unformatted_like(y: DLArray, in_shape: tuple[int, ...], DataFormat: str):  # noqa: N803
@@ -66,7 +82,7 @@ def _check_batch(fn: str, x: DLArray, arg: str = "X") -> None:
 def _check_float(fn: str, arg: str, x) -> None:
     dt = x._type.dtype if isinstance(x, DLArray) else None
     if dt is not None and not is_float(dt):
-        raise ShapeError(f"{fn}: {arg} must be a float array, got {dt} {x.shape}")
+        raise DTypeError(f"{fn}: {arg} must be a float32 or float64 array, got {dt} {x.shape}")
 
 
 def _as_column(fn: str, arg: str, v, n: int):
@@ -83,8 +99,7 @@ def _as_column(fn: str, arg: str, v, n: int):
 
 def _activation(op, fn, x, DataFormat=None, **attrs):  # noqa: N803
     with provenance(fn):
-        if not isinstance(x, DLArray):
-            x = dlarray(x)
+        x = _as_dlarray(fn, "X", x)
         _check_float(fn, "X", x)
         # elementwise: DataFormat only validates, the caller's layout is kept as it is
         _check_batch(fn, _formatted(fn, x, DataFormat)[0] if DataFormat else x)
@@ -188,14 +203,14 @@ def _canonical(fn: str, arg: str, v, DataFormat):  # noqa: N803
     if np.ndim(v) > len(DataFormat):
         raise FormatError(f"{fn}: DataFormat {DataFormat!r} has {len(DataFormat)} labels but "
                           f"{arg} has shape {np.shape(v)}")
-    return stripdims(dlarray(v, DataFormat))
+    return stripdims(_with_format(fn, arg, v, DataFormat))
 
 
 def _pair(fn: str, Y, T, DataFormat=None):  # noqa: N803
     if DataFormat:
         Y, _ = _formatted(fn, Y, DataFormat)
         T = _canonical(fn, "T", T, DataFormat)
-    y = Y if isinstance(Y, DLArray) else dlarray(np.asarray(Y))
+    y = _as_dlarray(fn, "Y", Y)
     _check_float(fn, "Y", y)
     if isinstance(T, DLArray):
         t = T
@@ -316,18 +331,24 @@ def onehotencode(labels, featureDim, ClassNames=None):  # noqa: N803
     """onehotencode(labels, featureDim) — one-hot encode along a new dimension `featureDim`.
 
     N labels with featureDim=0 give a (K, N) float32 array; the classes are `ClassNames`,
-    default the sorted unique labels. MATLAB difference: 0-based featureDim.
+    default the sorted unique labels. When labels already have a size-1 dimension at
+    featureDim (an (N, 1) column with featureDim=1) it is replaced, as in MATLAB, giving (N, K).
+    MATLAB difference: 0-based featureDim.
     """
     if isinstance(labels, DLArray) and labels.is_traced:
         raise TraceError("onehotencode: labels must be concrete; encode them before dlfeval")
     lab = np.asarray(labels)
     classes = np.unique(lab) if ClassNames is None else np.asarray(ClassNames)
-    if not 0 <= featureDim <= lab.ndim:
+    if isinstance(featureDim, bool) or not isinstance(featureDim, int | np.integer) or \
+            not 0 <= featureDim <= lab.ndim:
         raise ShapeError(f"onehotencode: featureDim {featureDim} is out of range for labels of "
                          f"shape {lab.shape}")
     missing = np.setdiff1d(np.unique(lab), classes)
     if missing.size:
-        raise ShapeError(f"onehotencode: labels {missing[:5].tolist()} are not in ClassNames")
+        raise ShapeError(f"onehotencode: labels {missing[:5].tolist()} are not in ClassNames "
+                         f"{classes.tolist()[:10]} (labels of shape {lab.shape})")
+    if featureDim < lab.ndim and lab.shape[featureDim] == 1:
+        lab = np.squeeze(lab, featureDim)  # MATLAB: a singleton featureDim is replaced
     hot = (lab[..., None] == classes).astype(np.float32)
     return np.moveaxis(hot, -1, featureDim)
 
@@ -341,12 +362,13 @@ def onehotdecode(B, classes, featureDim):  # noqa: N803
         raise TraceError("onehotdecode: needs concrete scores; call it on dlfeval's outputs")
     b = np.asarray(B)
     classes = np.asarray(classes)
-    if not 0 <= featureDim < b.ndim:
+    if isinstance(featureDim, bool) or not isinstance(featureDim, int | np.integer) or \
+            not 0 <= featureDim < b.ndim:
         raise ShapeError(f"onehotdecode: featureDim {featureDim} is out of range for B of "
                          f"shape {b.shape}")
     if b.shape[featureDim] != classes.size:
-        raise ShapeError(f"onehotdecode: B has {b.shape[featureDim]} entries along dimension "
-                         f"{featureDim} but there are {classes.size} classes")
+        raise ShapeError(f"onehotdecode: B of shape {b.shape} has {b.shape[featureDim]} entries "
+                         f"along dimension {featureDim} but there are {classes.size} classes")
     return classes[np.argmax(b, axis=featureDim)]
 
 
@@ -361,7 +383,7 @@ def dropout(X, p=0.5, DataFormat=None):  # noqa: N803
     if isinstance(p, bool) or not isinstance(p, int | float | np.number) or not 0 <= p < 1:
         raise ShapeError(f"dropout: probability p must be a number in [0, 1), got {p!r}")
     with provenance("dropout"):
-        x = X if isinstance(X, DLArray) else dlarray(X)
+        x = _as_dlarray("dropout", "X", X)
         _check_float("dropout", "X", x)
         _check_batch("dropout", _formatted("dropout", x, DataFormat)[0] if DataFormat else x)
         if p == 0:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from . import tree
+from .errors import ShapeError
 
 COLUMNS = ("Layer", "Parameter", "Value")
 Row = namedtuple("Row", COLUMNS)
@@ -21,7 +22,8 @@ Row = namedtuple("Row", COLUMNS)
 class Table:
     def __init__(self, Layer=(), Parameter=(), Value=()):  # noqa: N803 (MATLAB column names)
         if not len(Layer) == len(Parameter) == len(Value):
-            raise ValueError("Table: columns Layer, Parameter and Value must have one row each")
+            raise ShapeError(f"Table: columns Layer, Parameter and Value must have the same "
+                             f"length, got {len(Layer)}, {len(Parameter)} and {len(Value)}")
         self.Layer = list(Layer)
         self.Parameter = list(Parameter)
         self.Value = list(Value)

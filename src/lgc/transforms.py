@@ -32,6 +32,8 @@ def _cache_for(fun) -> dict:
 def trace(fun, *args) -> _trace.Program:
     """lgc.trace(fun, *args) — the Program dlfeval would compile for these arguments: the
     forward and gradient ops, before optimization. `str(program)` is its IR text."""
+    if not callable(fun):
+        raise TraceError(f"trace: fun must be a function, got {type(fun).__name__}")
     program = _trace.trace_function(fun, args)
     if debug.level() >= 2:
         debug.dump(f"traced @{program.graph.name}", str(program))
@@ -55,7 +57,15 @@ def dlfeval(fun, *args):
             return loss, dlgradient(loss, w)
         loss, g = dlfeval(modelLoss, w, x, t)
     """
-    key = (_trace.signature(args), get_backend())
+    if not callable(fun):
+        raise TraceError(f"dlfeval: fun must be a function, got {type(fun).__name__}")
+    return run(fun, args, get_backend())
+
+
+def compiled(fun, args: tuple, backend: str):
+    """The (program, executable) for `fun` at these arguments: traced and compiled on the
+    first call with a new signature, from the per-function cache afterwards."""
+    key = (_trace.signature(args), backend)
     try:
         hash(key)
     except TypeError:
@@ -64,10 +74,14 @@ def dlfeval(fun, *args):
     entry = cache.get(key) if key is not None else None
     if entry is None:
         program = trace(fun, *args)
-        entry = (program, compile_graph(program.graph))
+        entry = (program, compile_graph(program.graph, backend))
         if key is not None:
             cache[key] = entry
-    program, exe = entry
+    return entry
+
+
+def run(fun, args: tuple, backend: str):
+    program, exe = compiled(fun, args, backend)
     outs = exe(_trace.flat_arrays(args) + program.captures)
     return _trace.unflatten_outputs(program, outs)
 
@@ -103,6 +117,9 @@ def dlgradient(y, *xs, RetainData=False, EnableHigherDerivatives=False):  # noqa
     leaves, structs = [], []
     for k, x in enumerate(xs):
         lv, st = tree.flatten(x)
+        if not lv and not isinstance(x, dict | list | tuple):
+            raise TraceError(f"dlgradient: x{k + 1} is a {type(x).__name__}, not a dlarray or a "
+                             f"nest of dlarrays")
         for path, leaf in lv:
             if not isinstance(leaf, DLArray) or leaf._value is None or leaf._trace is not tr:
                 where = f"x{k + 1}" + (f" at {path}" if path else "")
@@ -122,19 +139,22 @@ def dlgradient(y, *xs, RetainData=False, EnableHigherDerivatives=False):  # noqa
     return out[0] if len(out) == 1 else out
 
 
-def value_and_grad(fun, argnums=0):
+def value_and_grad(fun, argnums=0, _name="value_and_grad"):
     """lgc.value_and_grad(fun, argnums=0) — a function returning `(fun(*args), gradient)`,
-    the gradient taken with respect to argument `argnums` (an int or a tuple of ints)."""
+    the gradient taken with respect to argument `argnums` (an int or a tuple of ints; a tuple
+    gives a tuple of gradients). `fun` is traced once per signature, as with dlfeval."""
+    if not callable(fun):
+        raise TraceError(f"{_name}: fun must be a function, got {type(fun).__name__}")
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
     if not nums or not all(isinstance(i, int) for i in nums):
-        raise TraceError(f"value_and_grad: argnums must be an int or a non-empty tuple of ints, "
+        raise TraceError(f"{_name}: argnums must be an int or a non-empty tuple of ints, "
                          f"got {argnums!r}")
 
     def evaluate(*args):
         bad = [i for i in nums if not -len(args) <= i < len(args)]
         if bad:
-            raise TraceError(f"value_and_grad: argnums {argnums!r} is out of range for "
+            raise TraceError(f"{_name}: argnums {argnums!r} is out of range for "
                              f"{len(args)} arguments")
         y = fun(*args)
         g = dlgradient(y, *(args[i] for i in nums))
@@ -153,7 +173,7 @@ def value_and_grad(fun, argnums=0):
 def grad(fun, argnums=0):
     """lgc.grad(fun, argnums=0) — a function returning the gradient of scalar `fun` with
     respect to argument `argnums` (an int or a tuple of ints)."""
-    vg = value_and_grad(fun, argnums)
+    vg = value_and_grad(fun, argnums, _name="grad")
 
     def wrapped(*args):
         return vg(*args)[1]

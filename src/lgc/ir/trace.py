@@ -52,7 +52,8 @@ class Trace:
         if array.size <= CONST_INLINE_MAX:
             v = b.const(array, dtype_name(array.dtype))
         else:
-            v = Value(TensorType(dtype_name(array.dtype), array.shape), name=f"const{len(self.captures)}")
+            v = Value(TensorType(dtype_name(array.dtype), array.shape),
+                      name=f"const{len(self.captures)}")
             self.captures.append(array)
             self.capture_values.append(v)
         return b.relabel(v, fmt)
@@ -113,7 +114,7 @@ def trace_function(fun, args: tuple, name: str | None = None) -> Program:
     sym = []
     for path, x in leaves:
         t = x._type if isinstance(x, DLArray) else TensorType(
-            dtype_name(x.dtype, f"argument {path}"), x.shape)
+            dtype_name(x.dtype, f"dlfeval({tr.builder.graph.name}): argument {path}"), x.shape)
         if isinstance(x, DLArray) and x._value is not None:
             raise TraceError(f"argument {path} is a traced dlarray of another trace")
         sym.append(DLArray._symbolic(tr.builder.input(t, _sanitize(path)), tr))
