@@ -315,3 +315,22 @@ def test_traced_lstm_matches_eager_and_captures_concrete_weights_once():
     program = lgc.trace(model, x)
     assert len(program.captures) == 2  # W and R, once each despite the 6 unrolled steps
     assert sum(n.op.name == "matmul" for n in program.graph.nodes) == T + 1
+
+
+def test_lstm_gradient_program_stays_linear_in_the_steps():
+    # steps and gates are cut with `split`, whose VJP is one concatenate: no per-step scatter
+    # of a full-size zero array (unslice) that would make the backward pass quadratic in T
+    rng = np.random.default_rng(10)
+    F, H, N, T = 2, 3, 2, 5
+    W, R, b, h0 = _params(rng, 4, F, H, N)
+
+    def loss_and_grad(x, W, R, b):
+        Y, _, _ = lstm(x, h0, h0, W, R, b)
+        loss = lgc.sum(Y * Y)
+        return loss, dlgradient(loss, x, W, R, b)
+
+    program = lgc.trace(loss_and_grad, dlarray(rng.normal(size=(F, N, T)), "CBT"), W, R, b)
+    ops = [n.op.name for n in program.graph.nodes]
+    assert "unslice" not in ops
+    # forward 1 + T; backward 2 for the input projection, T for R, T - 1 for h (h0 is constant)
+    assert ops.count("matmul") == (1 + T) + 2 + T + (T - 1)

@@ -108,11 +108,11 @@ def _stack_steps(hs, h: int, n: int, t: int, out_fmt: str):
     return dlarray(reshape(y, shape), out_fmt)
 
 
-def _steps(xp, n: int, t: int):
-    """The projected input of each time step, (rows, N)."""
-    if t == 1:
-        return [xp]
-    return [xp[:, k * n:(k + 1) * n] for k in range(t)]
+def _split(v, axis: int, sizes) -> list:
+    """Consecutive sections of v along axis; one `split` op, whose VJP is one concatenate."""
+    if len(sizes) == 1:
+        return [v]
+    return list(apply("split", v, axis=axis, sizes=tuple(sizes)))
 
 
 def _restore_layout(y, DataFormat):  # noqa: N803
@@ -179,10 +179,9 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
         r, hs_, cs = _lift(r), _lift(hs_), _lift(cs)
         xp = apply("matmul", w, xs) + b
         outs = []
-        for xk in _steps(xp, n, t):
-            z = xk + apply("matmul", r, hs_)
-            i, f = gate_fn(z[0:h]), gate_fn(z[h:2 * h])
-            g, o = state_fn(z[2 * h:3 * h]), gate_fn(z[3 * h:4 * h])
+        for xk in _split(xp, 1, [n] * t):
+            i, f, g, o = _split(xk + apply("matmul", r, hs_), 0, [h] * 4)
+            i, f, g, o = gate_fn(i), gate_fn(f), state_fn(g), gate_fn(o)
             cs = f * cs + i * g
             hs_ = o * state_fn(cs)
             outs.append(hs_)
@@ -232,25 +231,26 @@ def gru(X, H0, weights, recurrentWeights, bias, *,  # noqa: N803
         w = _matrix(fn, "weights", weights, 3 * h, nfeat)
         rb = ResetGateMode == "recurrent-bias-after-multiplication"
         b = _column(fn, "bias", bias, (6 if rb else 3) * h)
-        b_in, b_rec = (b[0:3 * h], _lift(b[3 * h:6 * h])) if rb else (b, None)
+        b_in, b_rec = _split(b, 0, [3 * h, 3 * h]) if rb else (b, None)
+        b_rec = _lift(b_rec) if rb else None
         r, hs_ = _lift(r), _lift(_state(fn, "H0", H0, h, n))
         xp = apply("matmul", w, xs) + b_in
         before = ResetGateMode == "before-multiplication"
         if before:
-            r_rz, r_h = r[0:2 * h], r[2 * h:3 * h]
+            r_rz, r_h = _split(r, 0, [2 * h, h])
         outs = []
-        for xk in _steps(xp, n, t):
+        for xk in _split(xp, 1, [n] * t):
+            x_rz, x_h = _split(xk, 0, [2 * h, h])
             if before:
-                rz = gate_fn(xk[0:2 * h] + apply("matmul", r_rz, hs_))
-                rg, zg = rz[0:h], rz[h:2 * h]
-                cand = state_fn(xk[2 * h:3 * h] + apply("matmul", r_h, rg * hs_))
+                rg, zg = _split(gate_fn(x_rz + apply("matmul", r_rz, hs_)), 0, [h, h])
+                cand = state_fn(x_h + apply("matmul", r_h, rg * hs_))
             else:
                 rh = apply("matmul", r, hs_)
                 if rb:
                     rh = rh + b_rec
-                rz = gate_fn(xk[0:2 * h] + rh[0:2 * h])
-                rg, zg = rz[0:h], rz[h:2 * h]
-                cand = state_fn(xk[2 * h:3 * h] + rg * rh[2 * h:3 * h])
+                rh_rz, rh_h = _split(rh, 0, [2 * h, h])
+                rg, zg = _split(gate_fn(x_rz + rh_rz), 0, [h, h])
+                cand = state_fn(x_h + rg * rh_h)
             # (1−z)⊙h̃ + z⊙h_prev, written with one multiply
             hs_ = cand + zg * (hs_ - cand)
             outs.append(hs_)

@@ -1,7 +1,9 @@
-"""Sequence primitives: the embedding gather and its scatter-add transpose.
+"""Sequence primitives: the embedding gather and its scatter-add transpose, and `split`.
 
-lstm and gru compose matmul, slices and activations (lgc/recurrent.py); only the table lookup
-of `embed` needs ops of its own. Indices are 0-based.
+lstm and gru compose matmul, split and activations (lgc/recurrent.py). `split` cuts the
+all-steps input projection into time steps and each step's pre-activations into gates: its VJP
+is one concatenate, where separate slices would each scatter a full-size zero array back
+(quadratic in the number of steps). Embedding indices are 0-based.
 """
 
 from __future__ import annotations
@@ -13,6 +15,47 @@ from ..ir.types import TensorType
 from .base import OpDef, Sample, register, require_float
 
 _INT = ("i64", "i32")
+
+
+def _ints(xs) -> tuple[int, ...]:
+    return tuple(int(x) for x in xs)
+
+
+@register
+class Split(OpDef):
+    """y_k = the k-th consecutive section of x along `axis`, sections of sizes `sizes`"""
+
+    name = "split"
+    attrs = {"axis": 0, "sizes": ()}
+
+    def normalize_attrs(self, attrs):
+        attrs = super().normalize_attrs(attrs)
+        return {"axis": int(attrs["axis"]), "sizes": _ints(attrs["sizes"])}
+
+    def infer(self, in_types, axis, sizes):
+        t = in_types[0]
+        if not 0 <= axis < t.ndim:
+            raise ShapeError(f"{self.name}: axis {axis} is out of range for shape {t.shape}")
+        if not sizes or min(sizes) < 1 or sum(sizes) != t.shape[axis]:
+            raise ShapeError(f"{self.name}: sections {sizes} must be positive and add up to "
+                             f"{t.shape[axis]}, the size of axis {axis} of {t.shape}")
+        return [t.with_(shape=t.shape[:axis] + (s,) + t.shape[axis + 1:]) for s in sizes]
+
+    def ref(self, x, axis, sizes):
+        parts = tuple(np.ascontiguousarray(p)
+                      for p in np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+        return parts if len(parts) > 1 else parts[0]  # one output: a bare array, like others
+
+    def vjp(self, b, node, cts):
+        parts = [ct if ct is not None else b.zeros_like(o)
+                 for o, ct in zip(node.outputs, cts, strict=True)]
+        g = b.emit("concatenate", *parts, axis=node.attrs["axis"])
+        return [b.relabel(g, node.inputs[0].fmt)]
+
+    def samples(self, rng):
+        return [Sample([rng.normal(size=(5, 3))], {"axis": 0, "sizes": (2, 3)}),
+                Sample([rng.normal(size=(2, 6))], {"axis": 1, "sizes": (1, 2, 3)}),
+                Sample([rng.normal(size=(4, 2))], {"axis": 0, "sizes": (4,)})]
 
 
 def _check_indices(op: str, idx: np.ndarray, num_words: int) -> None:
