@@ -115,6 +115,7 @@ def batchnorm(X, offset, scaleFactor, runningMean=None, runningVar=None, *,  # n
             return y
         dm = _decay(fn, "MeanDecay", MeanDecay)
         dv = _decay(fn, "VarianceDecay", VarianceDecay)
+        # one value per channel has no unbiased variance: keep the biased one (zero)
         unbiased = var * (n / max(n - 1, 1))
         new_mean = stripdims(mu) * dm + mean_b * (1.0 - dm)
         new_var = stripdims(unbiased) * dv + var_b * (1.0 - dv)
