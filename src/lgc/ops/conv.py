@@ -20,11 +20,6 @@ from ..errors import ShapeError
 from ..ir.types import TensorType, result_dtype
 from .base import OpDef, Sample, register, require_float
 
-# einsum letters: upper case for output positions and kernel offsets (up to 6 spatial axes),
-# lower case g (group), i (input channel), c (output channel), n (batch)
-_LETTERS_OUT = "ABCDEF"
-_LETTERS_K = "PQRSTU"
-
 
 def ints(xs) -> tuple[int, ...]:
     return tuple(int(x) for x in xs)
@@ -83,16 +78,19 @@ def windows(xp: np.ndarray, kernel, stride, dilation) -> np.ndarray:
     return v[sel + tuple(slice(None, None, dl) for dl in dilation)]
 
 
+def offset_slices(kk, stride, dilation, outs) -> tuple[slice, ...]:
+    """The input positions o·stride + k·dilation (o = 0..O−1) that kernel offset kk reads."""
+    return tuple(slice(k * dl, k * dl + (o - 1) * s + 1, s)
+                 for k, dl, o, s in zip(kk, dilation, outs, stride))
+
+
 def scatter_windows(cols: np.ndarray, padded_shape, kernel, stride, dilation) -> np.ndarray:
     """The adjoint of `windows`: sum cols (O1..Od, rest..., k1..kd) back into a padded array.
     The loop runs over kernel offsets only; each step is one strided slice add."""
     d = len(kernel)
     out = np.zeros(padded_shape, dtype=cols.dtype)
-    outs = cols.shape[:d]
     for kk in np.ndindex(*kernel):
-        sl = tuple(slice(k * dl, k * dl + (o - 1) * s + 1, s)
-                   for k, dl, o, s in zip(kk, dilation, outs, stride))
-        out[sl] += cols[(Ellipsis, *kk)]
+        out[offset_slices(kk, stride, dilation, cols.shape[:d])] += cols[(Ellipsis, *kk)]
     return out
 
 
@@ -130,8 +128,34 @@ def _weights_dims(op: str, w: TensorType, x: TensorType, xname: str) -> int:
     return d
 
 
-def _subscripts(d: int) -> tuple[str, str]:
-    return _LETTERS_OUT[:d], _LETTERS_K[:d]
+# --- channels-last kernels -------------------------------------------------------------------
+# The data moves once into (g, N, S..., c) order; then each kernel offset is one batched BLAS
+# matmul over a strided view (the loops run over kernel offsets only).
+
+
+def _to_cl(x: np.ndarray, g: int) -> np.ndarray:
+    """(S..., g·c, N) -> contiguous (g, N, S..., c)."""
+    d = x.ndim - 2
+    xt = x.reshape(x.shape[:d] + (g, x.shape[d] // g, x.shape[d + 1]))
+    return np.ascontiguousarray(xt.transpose(d, d + 2, *range(d), d + 1))
+
+
+def _from_cl(t: np.ndarray) -> np.ndarray:
+    """(g, N, S..., c) -> (S..., g·c, N)."""
+    d = t.ndim - 3
+    g, n, c = t.shape[0], t.shape[1], t.shape[-1]
+    return t.transpose(*range(2, 2 + d), 0, 2 + d, 1).reshape(t.shape[2:2 + d] + (g * c, n))
+
+
+def _w_at(w: np.ndarray, kk) -> np.ndarray:
+    """The (ci, co) matrices of every group at kernel offset kk, as (g, 1.., ci, co) to
+    broadcast over the batch and all but the last spatial axis."""
+    wk = w[kk].transpose(2, 0, 1)
+    return wk.reshape((wk.shape[0],) + (1,) * len(kk) + wk.shape[1:])
+
+
+def _cl_slice(kk, stride, dilation, outs) -> tuple[slice, ...]:
+    return (slice(None), slice(None)) + offset_slices(kk, stride, dilation, outs)
 
 
 @register
@@ -155,13 +179,14 @@ class Conv(_ConvOp):
 
     def ref(self, x, w, stride, dilation, padding):
         d = w.ndim - 3
-        ci, co, g = w.shape[d:]
-        win = windows(zero_pad(x, padding), w.shape[:d], stride, dilation)
-        outs, n = win.shape[:d], x.shape[d + 1]
-        win = win.reshape((*outs, g, ci, n, *w.shape[:d]))
-        o, k = _subscripts(d)
-        y = np.einsum(f"{o}gin{k},{k}icg->{o}gcn", win, w, optimize=True)
-        return y.reshape((*outs, g * co, n)).astype(result_dtype_np(x, w), copy=False)
+        kernel, co, g = w.shape[:d], w.shape[d + 1], w.shape[d + 2]
+        xt = _to_cl(zero_pad(x, padding), g)
+        outs = tuple(out_size(n, k, s, dl, p)
+                     for n, k, s, dl, p in zip(x.shape, kernel, stride, dilation, padding))
+        yt = np.zeros((g, x.shape[d + 1], *outs, co), dtype=result_dtype_np(x, w))
+        for kk in np.ndindex(*kernel):
+            yt += xt[_cl_slice(kk, stride, dilation, outs)] @ _w_at(w, kk)
+        return _from_cl(yt)
 
     def vjp(self, b, node, cts):
         x, w = node.inputs
@@ -190,8 +215,10 @@ class Conv(_ConvOp):
 
 @register
 class ConvBackwardInput(_ConvOp):
-    """x̄[s, grp·ci+i, n] = Σ over o·stride + k·dilation = s (+before) of ȳ[o, grp·co+c, n] ·
-    w[k, i, c, grp] — the input gradient of conv, i.e. the transposed convolution"""
+    """x̄[o·stride + k·dilation − before, grp·ci+i, n] += Σ_c ȳ[o, grp·co+c, n] · w[k, i, c, grp]
+
+    The input gradient of conv (its transpose in x), which is also the transposed convolution.
+    """
 
     name = "conv_backward_input"
     attrs = {**_ConvOp.attrs, "in_size": ()}
@@ -217,15 +244,14 @@ class ConvBackwardInput(_ConvOp):
 
     def ref(self, gy, w, stride, dilation, padding, in_size):
         d = w.ndim - 3
-        ci, co, g = w.shape[d:]
-        outs, n = gy.shape[:d], gy.shape[d + 1]
-        o, k = _subscripts(d)
-        gyg = gy.reshape((*outs, g, co, n))
-        cols = np.einsum(f"{o}gcn,{k}icg->{o}gin{k}", gyg, w, optimize=True)
-        cols = cols.reshape((*outs, g * ci, n, *w.shape[:d]))
+        kernel, ci, g = w.shape[:d], w.shape[d], w.shape[d + 2]
+        outs = gy.shape[:d]
+        gt = _to_cl(gy, g)
         padded = tuple(s + a + b for s, (a, b) in zip(in_size, padding))
-        xp = scatter_windows(cols, (*padded, g * ci, n), w.shape[:d], stride, dilation)
-        return crop(xp, padding, in_size).astype(result_dtype_np(gy, w), copy=False)
+        xt = np.zeros((g, gy.shape[d + 1], *padded, ci), dtype=result_dtype_np(gy, w))
+        for kk in np.ndindex(*kernel):
+            xt[_cl_slice(kk, stride, dilation, outs)] += gt @ np.swapaxes(_w_at(w, kk), -1, -2)
+        return np.ascontiguousarray(crop(_from_cl(xt), padding, in_size))
 
     def vjp(self, b, node, cts):
         gy, w = node.inputs
@@ -281,16 +307,16 @@ class ConvBackwardWeights(_ConvOp):
         return [TensorType(result_dtype(x.dtype, gy.dtype), shape)]
 
     def ref(self, x, gy, stride, dilation, padding, kernel, groups):
-        d = len(kernel)
-        g = groups
+        d, g = len(kernel), groups
         ci, co = x.shape[d] // g, gy.shape[d] // g
-        win = windows(zero_pad(x, padding), kernel, stride, dilation)
-        outs, n = win.shape[:d], x.shape[d + 1]
-        win = win.reshape((*outs, g, ci, n, *kernel))
-        o, k = _subscripts(d)
-        gw = np.einsum(f"{o}gin{k},{o}gcn->{k}icg", win, gy.reshape((*outs, g, co, n)),
-                       optimize=True)
-        return np.ascontiguousarray(gw).astype(result_dtype_np(x, gy), copy=False)
+        xt = _to_cl(zero_pad(x, padding), g)
+        gm = _to_cl(gy, g).reshape(g, -1, co)  # (g, N·O, co)
+        gw = np.zeros((*kernel, ci, co, g), dtype=result_dtype_np(x, gy))
+        for kk in np.ndindex(*kernel):
+            xs = xt[_cl_slice(kk, stride, dilation, gy.shape[:d])].reshape(g, -1, ci)
+            # einsum reaches BLAS here; a batched matmul over a transposed view can crawl
+            gw[kk] = np.einsum("gmi,gmc->icg", xs, gm, optimize=True)
+        return gw
 
     def vjp(self, b, node, cts):
         x, gy = node.inputs
