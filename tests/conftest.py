@@ -8,6 +8,7 @@ reference interpreter in float64.
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ from lgc.ir.types import TensorType, dtype_name, is_float
 from lgc.ops import REGISTRY, OpDef, Sample
 
 DENSE_MAX = 200  # above this many perturbable elements, use the dot-product test
+
+# The suite runs on the reference interpreter unless asked otherwise; the compiled backends
+# are compared with it explicitly (tests/test_numba_backend.py).
+os.environ.setdefault("LGC_BACKEND", "reference")
+
+# Compiled-versus-reference tolerances, by dtype: the one table every backend test uses.
+TOLERANCE = {"f64": {"rtol": 1e-9, "atol": 1e-12}, "f32": {"rtol": 2e-4, "atol": 2e-5}}
 
 
 def op_rng(name: str, salt: int = 0) -> np.random.Generator:

@@ -3,10 +3,13 @@ way: dlarray, dlfeval, dlgradient and the MATLAB functions, traced to an op IR, 
 by source transformation and compiled."""
 
 from .backend import get_backend, set_backend
+from .backend.numba.compile import cache_info, clear_cache
+from .compiler import CompiledFunction, Lowered, compile
 from .dlarray import (
     DLArray, abs, cos, dims, dlarray, exp, extractdata, finddim, log, matmul, max, maximum,
     mean, min, minimum, reshape, sin, sqrt, stripdims, sum, where,
 )
+from .convolution import avgpool, dlconv, dltranspconv, maxpool, maxunpool
 from .errors import (
     CompileError, DTypeError, FormatError, GraphError, LgcError, ShapeError, TraceError,
 )
@@ -15,6 +18,8 @@ from .functional import (
     relu, sigmoid, softmax, tanh,
 )
 from .ir.trace import Program
+from .normalization import batchnorm, crosschannelnorm, groupnorm, layernorm
+from .recurrent import embed, gru, lstm
 from .ops.creation import rng
 from .table import Table
 from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
@@ -22,6 +27,9 @@ from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
 __version__ = "0.1.0"
 
 __all__ = [
+    "avgpool", "batchnorm", "crosschannelnorm", "dlconv", "dltranspconv", "embed",
+    "groupnorm", "gru", "layernorm", "lstm", "maxpool", "maxunpool",
+    "CompiledFunction", "Lowered", "cache_info", "clear_cache", "compile",
     "CompileError", "DLArray", "DTypeError", "FormatError", "GraphError", "LgcError",
     "Program", "ShapeError", "Table", "TraceError", "abs", "cos", "crossentropy", "dims",
     "dlarray", "dlfeval", "dlgradient", "dropout", "exp", "extractdata", "finddim",

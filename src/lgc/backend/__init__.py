@@ -46,9 +46,15 @@ def set_backend(name: str) -> None:
 
 def get_backend() -> str:
     """The default backend's name."""
-    name = _selected or os.environ.get("LGC_BACKEND") or "reference"
+    name = _selected or os.environ.get("LGC_BACKEND") or _default()
     _check(name)
     return name
+
+
+def _default() -> str:
+    import importlib.util
+
+    return "numba" if importlib.util.find_spec("numba") else "reference"
 
 
 def _check(name: str) -> None:

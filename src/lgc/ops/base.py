@@ -64,6 +64,9 @@ class OpDef:
     fusible: ClassVar[bool] = False
     reduce: ClassVar[tuple[str, str] | None] = None
     kernel: ClassVar[str] = ""
+    # an identity on the data (relabel, stop_gradient): fused only into an existing group,
+    # otherwise run as a free view
+    alias: ClassVar[bool] = False
 
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)

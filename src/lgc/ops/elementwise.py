@@ -374,6 +374,7 @@ class StopGradient(Elementwise):
     """y = x, seen by autodiff as a constant"""
 
     name, expr, differentiable, float_only = "stop_gradient", "{0}", False, False
+    alias = True
 
     def np_fn(self, x):
         return x

@@ -291,6 +291,7 @@ class Relabel(OpDef):
 
     name = "relabel"
     attrs = {"fmt": ""}
+    expr, fusible, alias = "{0}", True, True
 
     def infer(self, in_types, fmt):
         t = in_types[0]

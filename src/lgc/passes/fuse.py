@@ -1,9 +1,10 @@
 """Elementwise fusion: producer -> consumer chains of fusible ops over the same iteration space
 become one `fused` node (several outputs when members are used outside the group).
 
-A node joins the group of one of its producers when their output shapes agree and joining
-cannot create a cycle (no other input of the node depends on that group). Small constants that
-feed a group become its inputs; the backends pass scalars to kernels as arguments.
+A node joins the group of one of its producers when their output shapes agree and its other
+inputs exist before the group starts; identity ops (relabel, stop_gradient) only join groups.
+Small constants that feed a group become its inputs; backends pass scalars to kernels as
+arguments, never as literals, so one kernel serves every constant value.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from ..ir.types import TensorType
 
 
 class _Group:
-    def __init__(self, gid: int, first: Node):
-        self.id = gid
+    def __init__(self, first: Node, position: int):
         self.nodes = [first]
+        self.start = position
         self.shape = first.outputs[0].shape
 
 
@@ -24,51 +25,46 @@ def _fusible(n: Node) -> bool:
 
 
 def fuse_elementwise(g: Graph) -> Graph:
+    """Group fusible nodes; each group runs as one node at the position of its first member.
+
+    A node joins a producer's group only when every other input is defined before that
+    group's first member, so the fused node can take the first member's place and the order
+    stays valid with no cycle. Among candidate groups the one started last is preferred.
+    """
+    # input-free pure nodes (constants, fills) move to the top: any group may use them
+    hoisted = [n for n in g.nodes if not n.inputs and n.op.pure]
+    rest = [n for n in g.nodes if n.inputs or not n.op.pure]
+    position: dict[Node, int] = {n: i for i, n in enumerate(hoisted + rest)}
+    position.update((n, -1) for n in hoisted)
     group_of: dict[Node, _Group] = {}
-    deps: dict[Value, frozenset[int]] = {}  # groups each value transitively depends on
-    groups: list[_Group] = []
-    for n in g.nodes:
-        in_deps = frozenset().union(*(deps.get(v, frozenset()) for v in n.inputs))
+    for n in rest:
+        i = position[n]
+        if not _fusible(n):
+            continue
+        shape = n.outputs[0].shape
+        candidates = {id(grp): grp for v in n.inputs
+                      if (grp := group_of.get(v.producer)) is not None and grp.shape == shape}
         joined = None
-        if _fusible(n):
-            for v in n.inputs:
-                p = v.producer
-                grp = group_of.get(p) if p is not None else None
-                if grp is None or grp.shape != n.outputs[0].shape:
-                    continue
-                others = [u for u in n.inputs if u.producer not in grp.nodes]
-                if any(grp.id in deps.get(u, frozenset()) for u in others):
-                    continue
+        for grp in sorted(candidates.values(), key=lambda c: -c.start):
+            if all(v.producer is None or v.producer in grp.nodes
+                   or position[v.producer] < grp.start for v in n.inputs):
                 joined = grp
                 break
-            if joined is None:
-                joined = _Group(len(groups), n)
-                groups.append(joined)
-            else:
+        if joined is None and not n.op.alias:
+            joined = _Group(n, i)
+        if joined is not None:
+            if joined.nodes[0] is not n:
                 joined.nodes.append(n)
             group_of[n] = joined
-            in_deps = in_deps | {joined.id}
-        for o in n.outputs:
-            deps[o] = in_deps
     used_outside = _uses_outside(g, group_of)
-    # units: each group, or a single unfused node, in order of first appearance
-    units: list[list[Node]] = []
-    unit_of: dict[Node, int] = {}
-    for n in g.nodes:
-        grp = group_of.get(n)
-        if grp is not None and grp.nodes[0] is not n:
-            unit_of[n] = unit_of[grp.nodes[0]]
-            continue
-        unit_of[n] = len(units)
-        units.append(grp.nodes if grp is not None else [n])
     sub: dict[Value, Value] = {}
     nodes: list[Node] = []
-    for k in _unit_order(units, unit_of):
-        members = units[k]
-        if group_of.get(members[0]) is not None:
-            nodes.append(_build(members, used_outside, sub))
+    for n in hoisted + rest:
+        grp = group_of.get(n)
+        if grp is not None:
+            if grp.nodes[0] is n:
+                nodes.append(_build(grp.nodes, used_outside, sub))
             continue
-        (n,) = members
         if any(v in sub for v in n.inputs):
             new = Node(n.op, [sub.get(v, v) for v in n.inputs], n.attrs,
                        [o.type for o in n.outputs], n.prov)
@@ -76,30 +72,6 @@ def fuse_elementwise(g: Graph) -> Graph:
             n = new
         nodes.append(n)
     return Graph(g.name, g.inputs, nodes, [sub.get(v, v) for v in g.outputs])
-
-
-def _unit_order(units: list[list[Node]], unit_of: dict[Node, int]) -> list[int]:
-    """Units in dependency order, keeping the original order where possible."""
-    done: set[int] = set()
-    order: list[int] = []
-    for k0 in range(len(units)):
-        stack = [(k0, False)]
-        while stack:
-            k, expanded = stack.pop()
-            if k in done:
-                continue
-            if expanded:
-                done.add(k)
-                order.append(k)
-                continue
-            stack.append((k, True))
-            for m in units[k]:
-                for v in m.inputs:
-                    p = v.producer
-                    j = unit_of.get(p) if p is not None else None
-                    if j is not None and j != k and j not in done:
-                        stack.append((j, False))
-    return order
 
 
 def _uses_outside(g: Graph, group_of: dict[Node, _Group]) -> set[Value]:

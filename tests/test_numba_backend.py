@@ -1,0 +1,189 @@
+"""The Numba CPU backend against the reference interpreter: every op forward and VJP, fusion,
+kernel source, the disk cache, shape-generic kernels and compile errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TOLERANCE, cast_floats, emit_inputs, op_rng, op_samples, registry_params, \
+    vjp_case
+
+import lgc
+from lgc.backend.numba import NumbaExecutable, cache_info
+from lgc.backend.reference import run_graph
+from lgc.errors import CompileError
+from lgc.ir.core import Builder, Graph
+from lgc.ir.types import is_float
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def assert_same(got, want, dtype="f64", what=""):
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape and g.dtype == w.dtype, (what, k, g.shape, w.shape)
+        if is_float(lgc.ir.types.dtype_name(w.dtype)):
+            np.testing.assert_allclose(g, w, **TOLERANCE[dtype], err_msg=f"{what} output {k}")
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=f"{what} output {k}")
+
+
+@pytest.mark.parametrize("op", registry_params(lambda op: op.differentiable))
+def test_op_and_vjp_compiled_match_reference(op):
+    for k, sample in enumerate(op_samples(op)):
+        case = vjp_case(op, sample, op_rng(op.name, 1))
+        args = [*case.args, *case.us]
+        assert_same(NumbaExecutable(case.grad)(args), run_graph(case.grad, args),
+                    what=f"{op.name} sample {k}")
+
+
+@pytest.mark.parametrize("op", registry_params(lambda op: op.pure and op.name != "fused"))
+def test_op_forward_float32_compiled_matches_reference(op):
+    for k, sample in enumerate(op_samples(op)):
+        args = cast_floats(sample.args, "f32")
+        b = Builder(Graph(f"f32_{op.name}"))
+        xs = emit_inputs(b, args)
+        b.graph.outputs = list(b.emit_node(op.name, *xs, **sample.attrs).outputs)
+        assert_same(NumbaExecutable(b.graph)(args), run_graph(b.graph, args), "f32",
+                    what=f"{op.name} sample {k}")
+
+
+def _mlp():
+    rng = np.random.default_rng(0)
+    params = {"W1": lgc.dlarray(rng.normal(size=(16, 8)).astype(np.float32) * 0.3),
+              "b1": lgc.dlarray(np.zeros((16, 1), np.float32)),
+              "W2": lgc.dlarray(rng.normal(size=(4, 16)).astype(np.float32) * 0.3),
+              "b2": lgc.dlarray(np.zeros((4, 1), np.float32))}
+
+    def model_loss(params, X, T):
+        h = lgc.relu(lgc.fullyconnect(X, params["W1"], params["b1"]))
+        Y = lgc.softmax(lgc.fullyconnect(h, params["W2"], params["b2"]))
+        loss = lgc.crossentropy(Y, T)
+        return loss, lgc.dlgradient(loss, params)
+
+    def batch(n):
+        X = lgc.dlarray(rng.normal(size=(8, n)).astype(np.float32), "CB")
+        T = lgc.dlarray(lgc.onehotencode(rng.integers(0, 4, n), 0, ClassNames=range(4)), "CB")
+        return X, T
+
+    return model_loss, params, batch
+
+
+def test_compile_matches_reference_and_lower_shows_every_stage():
+    model_loss, params, batch = _mlp()
+    X, T = batch(32)
+    cf = lgc.compile(model_loss, backend="numba")
+    loss, grads = cf(params, X, T)
+    ref_loss, ref_grads = lgc.compile(model_loss, backend="reference")(params, X, T)
+    np.testing.assert_allclose(float(loss), float(ref_loss), **TOLERANCE["f32"])
+    for k in params:
+        np.testing.assert_allclose(np.asarray(grads[k]), np.asarray(ref_grads[k]),
+                                   **TOLERANCE["f32"])
+        assert grads[k].shape == params[k].shape
+    low = cf.lower(params, X, T)
+    assert "func @model_loss" in str(low.program)
+    assert low.gradient_program is not None and "vjp(" in str(low.gradient_program)
+    assert "fused" in str(low.optimized)
+    assert low.kernels and all(k.ops and "def kernel" in k.source for k in low.kernels)
+    assert low.source.count("def kernel") == len(low.kernels)
+    s = low.stats
+    assert s["n_kernels"] == len(low.kernels) < s["n_ops"]
+    assert {"n_ops", "n_kernels", "compile_seconds", "cache_hits", "cache_misses"} <= set(s)
+
+
+def test_new_batch_size_compiles_nothing_new():
+    model_loss, params, batch = _mlp()
+    cf = lgc.compile(model_loss, backend="numba")
+    cf.lower(params, *batch(16))
+    second = cf.lower(params, *batch(48))
+    assert second.stats["cache_misses"] == 0
+    assert second.stats["cache_hits"] == second.stats["n_kernels"] > 0
+
+
+def test_fused_ir_and_kernel_source_golden():
+    """The fused IR and generated source of a small MLP loss+gradient, reviewed like code.
+    Regenerate with LGC_UPDATE_GOLDEN=1 after an intended change, and review the diff."""
+    model_loss, params, batch = _mlp()
+    low = lgc.compile(model_loss, backend="numba").lower(params, *batch(32))
+    for name, text in [("mlp_fused.ir", str(low.optimized)), ("mlp_kernels.py", low.source)]:
+        path = GOLDEN / name
+        if os.environ.get("LGC_UPDATE_GOLDEN"):
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text + "\n")
+        assert path.read_text() == text + "\n", f"{name} changed; see the test's docstring"
+
+
+def test_second_process_loads_kernels_from_disk(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, lgc
+        x = lgc.dlarray(np.linspace(-1, 1, 12).reshape(3, 4), "CB")
+        def f(x):
+            y = lgc.sum(lgc.tanh(x) * 2.0 + lgc.exp(-x))
+            return y, lgc.dlgradient(y, x)
+        s = lgc.compile(f, backend="numba").lower(x).stats
+        print(s["cache_hits"], s["cache_misses"], s["n_kernels"])
+    """)
+    env = {**os.environ, "LGC_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout.split() for _ in range(2)]
+    (h1, m1, n1), (h2, m2, n2) = [[int(v) for v in r] for r in runs]
+    assert m1 > 0 and h1 + m1 == n1  # a hit here is a kernel shared within the program
+    assert h2 == n2 == n1 and m2 == 0
+    assert list((tmp_path / "kernels").glob("k_*.py"))
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch):
+    monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
+    x = lgc.dlarray(np.ones((2, 3)), "CB")
+    lgc.compile(lambda x: lgc.sigmoid(x) * 3.0, backend="numba")(x)
+    info = lgc.cache_info()
+    assert info["dir"] == str(tmp_path) and info["kernels"] >= 1 and info["bytes"] > 0
+    lgc.clear_cache()
+    assert lgc.cache_info()["kernels"] == 0
+
+
+def test_kernel_that_fails_to_compile_names_op_and_layer(monkeypatch):
+    from lgc.ops.elementwise import Exp
+
+    monkeypatch.setattr(Exp, "expr", "math.exp({0}, 'oops')")
+    x = lgc.dlarray(np.ones((2, 3)), "CB")
+
+    from lgc.dlarray import provenance
+
+    def f(x):
+        with provenance("conv7"):
+            return lgc.exp(x) + 0.5
+
+    with pytest.raises(CompileError, match=r"fused.*conv7") as e:
+        lgc.compile(f, backend="numba")(x)
+    assert "numba" not in str(e.value).lower()
+
+
+def test_outputs_are_fresh_arrays_across_calls():
+    x = lgc.dlarray(np.arange(6.0).reshape(2, 3), "CB")
+    cf = lgc.compile(lambda x: lgc.relu(x) * 2.0, backend="numba")
+    y1 = np.asarray(cf(x)).copy()
+    y1_live = cf(x)
+    cf(lgc.dlarray(np.zeros((2, 3)), "CB"))
+    np.testing.assert_array_equal(np.asarray(y1_live), y1)
+
+
+def test_workspace_buffers_are_reused():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 32))
+    b = Builder(Graph("chain"))
+    (v,) = emit_inputs(b, [x])
+    for _ in range(6):  # reductions break fusion: each step needs a buffer
+        v = b.emit("sub", v, b.emit("reduce_max", v, axes=(0,), keepdims=True))
+        v = b.emit("tanh", v)
+    b.graph.outputs = [v]
+    exe = NumbaExecutable(b.graph)
+    assert_same(exe([x]), run_graph(b.graph, [x]))
+    distinct = {id(buf) for buf in exe._buffers.values()}
+    assert len(distinct) < len(exe._buffers)
