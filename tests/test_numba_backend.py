@@ -11,11 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, cast_floats, emit_inputs, op_rng, op_samples, registry_params, \
-    vjp_case
 
 import lgc
-from lgc.backend.numba import NumbaExecutable, cache_info
+from conftest import (
+    TOLERANCE,
+    cast_floats,
+    emit_inputs,
+    op_rng,
+    op_samples,
+    registry_params,
+    vjp_case,
+)
+from lgc.backend.numba import NumbaExecutable
 from lgc.backend.reference import run_graph
 from lgc.errors import CompileError
 from lgc.ir.core import Builder, Graph
@@ -111,7 +118,7 @@ def test_fused_ir_and_kernel_source_golden():
     Regenerate with LGC_UPDATE_GOLDEN=1 after an intended change, and review the diff."""
     model_loss, params, batch = _mlp()
     low = lgc.compile(model_loss, backend="numba").lower(params, *batch(32))
-    for name, text in [("mlp_fused.ir", str(low.optimized)), ("mlp_kernels.py", low.source)]:
+    for name, text in [("mlp_fused.ir", str(low.optimized)), ("mlp_kernels.txt", low.source)]:
         path = GOLDEN / name
         if os.environ.get("LGC_UPDATE_GOLDEN"):
             path.parent.mkdir(exist_ok=True)

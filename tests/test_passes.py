@@ -8,7 +8,11 @@ from lgc.backend.reference import run_graph
 from lgc.ir.core import Builder
 from lgc.ir.types import TensorType
 from lgc.passes import (
-    PIPELINE, eliminate_common_subexpressions, eliminate_dead_code, fold_constants, optimize,
+    PIPELINE,
+    eliminate_common_subexpressions,
+    eliminate_dead_code,
+    fold_constants,
+    optimize,
     simplify,
 )
 

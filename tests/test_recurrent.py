@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_norm import fd_check
 
 import lgc
 from lgc import FormatError, ShapeError, dlarray, dlfeval, dlgradient
 from lgc.recurrent import embed, gru, lstm
+from test_norm import fd_check
 
 RESET_MODES = ["after-multiplication", "before-multiplication",
                "recurrent-bias-after-multiplication"]

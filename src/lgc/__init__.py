@@ -5,22 +5,57 @@ by source transformation and compiled."""
 from .backend import get_backend, set_backend
 from .backend.numba.compile import cache_info, clear_cache
 from .compiler import CompiledFunction, Lowered, compile
-from .dlarray import (
-    DLArray, abs, cos, dims, dlarray, exp, extractdata, finddim, log, matmul, max, maximum,
-    mean, min, minimum, reshape, sin, sqrt, stripdims, sum, where,
-)
 from .convolution import avgpool, dlconv, dltranspconv, maxpool, maxunpool
+from .dlarray import (
+    DLArray,
+    abs,
+    cos,
+    dims,
+    dlarray,
+    exp,
+    extractdata,
+    finddim,
+    log,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    reshape,
+    sin,
+    sqrt,
+    stripdims,
+    sum,
+    where,
+)
 from .errors import (
-    CompileError, DTypeError, FormatError, GraphError, LgcError, ShapeError, TraceError,
+    CompileError,
+    DTypeError,
+    FormatError,
+    GraphError,
+    LgcError,
+    ShapeError,
+    TraceError,
 )
 from .functional import (
-    crossentropy, dropout, fullyconnect, l2loss, leakyrelu, mse, onehotdecode, onehotencode,
-    relu, sigmoid, softmax, tanh,
+    crossentropy,
+    dropout,
+    fullyconnect,
+    l2loss,
+    leakyrelu,
+    mse,
+    onehotdecode,
+    onehotencode,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
 )
 from .ir.trace import Program
 from .normalization import batchnorm, crosschannelnorm, groupnorm, layernorm
-from .recurrent import embed, gru, lstm
 from .ops.creation import rng
+from .recurrent import embed, gru, lstm
 from .table import Table
 from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from .dlarray import (
-    DLArray, apply, dlarray, finddim, maximum, minimum, provenance, reshape, stripdims,
+    DLArray,
+    apply,
+    dlarray,
+    finddim,
+    maximum,
+    minimum,
+    provenance,
+    reshape,
+    stripdims,
 )
 from .dlarray import abs as _abs
 from .errors import FormatError, ShapeError

@@ -6,7 +6,13 @@ import numpy as np
 
 from ..ir.types import TensorType, np_dtype, result_dtype
 from .base import (
-    Elementwise, OpDef, Sample, broadcast_shapes, is_constant, merge_formats, register,
+    Elementwise,
+    OpDef,
+    Sample,
+    broadcast_shapes,
+    is_constant,
+    merge_formats,
+    register,
     same_type_input,
 )
 
