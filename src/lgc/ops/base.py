@@ -9,6 +9,7 @@ never name a specific op: they ask the op.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,6 +48,37 @@ class Sample:
     nondiff: tuple[int, ...] = ()
 
 
+@dataclass
+class Lowering:
+    """A whole-array lowering of one node for the Numba backend.
+
+    `call(kernel, inputs, outputs)` computes the node, writing into `outputs` (preallocated,
+    C-contiguous arrays of the node's output types). `source` defines a Numba function named
+    `kernel` (compiled, cached on disk and passed to `call`); with no source, `kernel` is None
+    and `call` uses NumPy/BLAS directly (e.g. matmul with `out=`). Sizes never appear in the
+    source: one kernel serves every shape of the same rank and dtype.
+    """
+
+    call: Callable[[Any, list[np.ndarray], list[np.ndarray]], None]
+    source: str = ""
+
+
+PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, thread start-up costs more than it saves
+
+
+def loop_for(size: int) -> str:
+    """The loop a kernel's outer dimension uses for `size` elements of work."""
+    return "prange" if size >= PARALLEL_MIN_ELEMENTS else "range"
+
+
+def pkq(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int]:
+    """(P, K, Q) sizes of `shape` grouped around one contiguous block of `axes` (K)."""
+    axes = tuple(sorted(axes))
+    assert axes == tuple(range(axes[0], axes[-1] + 1)), axes
+    prod = lambda xs: int(np.prod(xs, dtype=np.int64))  # noqa: E731
+    return prod(shape[:axes[0]]), prod(shape[axes[0]:axes[-1] + 1]), prod(shape[axes[-1] + 1:])
+
+
 class OpDef:
     name: ClassVar[str] = ""
     attrs: ClassVar[dict[str, Any]] = {}
@@ -58,12 +90,10 @@ class OpDef:
     # Lowering, declared here so backends never name an op. `expr` is the scalar template of a
     # fusible elementwise op ({0}, {1} operands, {attr} attributes). Reductions give `reduce`:
     # the accumulator's start value and update expression in `acc` and `v`.
-    # Ops with a whole-array Numba kernel give its source in `kernel`: `kernel(out, x)` over
-    # the (P, K, Q) view of x and out around the axes `kernel_axes(node)` (K).
+    # Other ops may give a whole-array lowering in `lower_numba` (see `Lowering`).
     expr: ClassVar[str] = ""
     fusible: ClassVar[bool] = False
     reduce: ClassVar[tuple[str, str] | None] = None
-    kernel: ClassVar[str] = ""
     # an identity on the data (relabel, stop_gradient): fused only into an existing group,
     # otherwise run as a free view
     alias: ClassVar[bool] = False
@@ -84,6 +114,10 @@ class OpDef:
 
     def samples(self, rng: np.random.Generator) -> list[Sample]:
         return []
+
+    def lower_numba(self, node: Node) -> Lowering | None:
+        """How the Numba backend runs this op when it is not fused: None runs `ref`."""
+        return None
 
     def simplify(self, node: Node, b: Builder) -> list[Value] | None:
         """An algebraic rewrite of `node` (replacement values), or None to keep it."""

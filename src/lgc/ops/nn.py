@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import OpDef, Sample, register, require_float
+from .base import Lowering, OpDef, Sample, loop_for, pkq, register, require_float
 
 
 @register
@@ -14,26 +14,6 @@ class Softmax(OpDef):
 
     name = "softmax"
     attrs = {"axis": 0}
-    # Numba kernel over the (P, K, Q) view of x around the axis (K); out has the same view
-    kernel = """def kernel(out, x):
-    for p in prange(x.shape[0]):
-        for q in range(x.shape[2]):
-            m = -np.inf
-            for k in range(x.shape[1]):
-                m = max(m, x[p, k, q])
-            s = 0.0
-            for k in range(x.shape[1]):
-                e = math.exp(x[p, k, q] - m)
-                out[p, k, q] = e
-                s += e
-            for k in range(x.shape[1]):
-                out[p, k, q] = out[p, k, q] / s
-    return 0
-"""
-
-    def kernel_axes(self, node) -> tuple[int, ...]:
-        return (node.attrs["axis"],)
-
     def infer(self, in_types, axis):
         t = in_types[0]
         require_float(self.name, t)
@@ -51,6 +31,30 @@ class Softmax(OpDef):
         s = b.emit("reduce_sum", b.mul(ct, y), axes=(node.attrs["axis"],), keepdims=True)
         return [b.mul(y, b.emit("sub", ct, s))]
 
+    def lower_numba(self, node):
+        p, k, q = pkq(node.inputs[0].shape, (node.attrs["axis"],))
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(p, k, q), ins[0].reshape(p, k, q))
+        return Lowering(call, _SOFTMAX_KERNEL.replace("LOOP", loop_for(p * k * q)))
+
     def samples(self, rng):
         return [Sample([rng.normal(size=(4, 3))], {"axis": 0}),
                 Sample([rng.normal(size=(2, 5, 3))], {"axis": 1})]
+
+
+# softmax over K of the (P, K, Q) view: max, exponentials and their sum, then the division
+_SOFTMAX_KERNEL = """def kernel(out, x):
+    for p in LOOP(x.shape[0]):
+        for q in range(x.shape[2]):
+            m = -np.inf
+            for k in range(x.shape[1]):
+                m = max(m, x[p, k, q])
+            s = 0.0
+            for k in range(x.shape[1]):
+                e = math.exp(x[p, k, q] - m)
+                out[p, k, q] = e
+                s += e
+            for k in range(x.shape[1]):
+                out[p, k, q] = out[p, k, q] / s
+"""

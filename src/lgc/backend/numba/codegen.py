@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 
 from ...ir.core import Node
+from ...ops.base import PARALLEL_MIN_ELEMENTS
 
-PARALLEL_MIN_ELEMENTS = 1 << 16
+__all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_reduce"]
 
 
 def emit_fused(node: Node, scalar: list[bool], flat: bool, parallel: bool) -> str:

@@ -83,7 +83,7 @@ class NumbaExecutable:
         """Values whose memory a graph output may share (views): they are allocated per call."""
         fresh = set(self.optimized.outputs)
         for n in reversed(self.optimized.nodes):
-            if n.op.fusible or n.op.name == "fused" or n.op.reduce or n.op.kernel:
+            if self._owns_outputs(n):
                 continue  # kernels write into their own buffers, never alias inputs
             if any(o in fresh for o in n.outputs):
                 fresh.update(n.inputs)
@@ -107,8 +107,9 @@ class NumbaExecutable:
             return self._fused_step(n, ins, outs)
         if n.op.reduce is not None and len(n.inputs) == 1:
             return self._reduce_step(n, ins, outs)
-        if n.op.kernel:
-            return self._pkq_step(n, ins, outs)
+        lowering = n.op.lower_numba(n)
+        if lowering is not None:
+            return self._lowered_step(n, lowering, ins, outs)
         op, attrs = n.op, n.attrs
 
         def run(env):
@@ -166,19 +167,19 @@ class NumbaExecutable:
             fn(out.reshape(p, q), np.ascontiguousarray(a).reshape(p, kk, q))
         return ("kernel", n, run, k)
 
-    def _pkq_step(self, n: Node, ins: list[int], outs: list[int]):
-        x = n.inputs[0]
-        perm, p, kk, q = _pkq(x.shape, n.op.kernel_axes(n))
-        if perm is not None or len(ins) != 1 or len(outs) != 1:
-            raise CompileError(f"{n.op.name}: its kernel needs one input and one contiguous "
-                               f"block of axes")
-        k = self._kernel(n, n.op.kernel, [n.op.name])
-        fn, (i_in,), (i_out,) = k.fn, ins, outs
+    def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
+        k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
+        fn, call = (k.fn if k else None), lowering.call
 
         def run(env):
-            out = self._out(env, i_out)
-            fn(out.reshape(p, kk, q), np.ascontiguousarray(env[i_in]).reshape(p, kk, q))
-        return ("kernel", n, run, k)
+            out_arrays = [self._out(env, i) for i in outs]
+            call(fn, [env[i] for i in ins], out_arrays)
+        return ("kernel", n, run, k) if k else ("blas", n, run)
+
+    def _owns_outputs(self, n: Node) -> bool:
+        """Steps that write into planned buffers (never aliasing an input)."""
+        return (n.op.name == "fused" or (n.op.reduce is not None and len(n.inputs) == 1)
+                or n.op.lower_numba(n) is not None)
 
     def _plan_buffers(self) -> None:
         """Give every kernel output that does not reach the outputs a reusable buffer."""
@@ -189,7 +190,7 @@ class NumbaExecutable:
             for v in n.inputs:
                 for root in alias_of.get(v, {v}):
                     last_use[root] = t
-            planned_kernel = self._steps[t][0] == "kernel"
+            planned_kernel = self._steps[t][0] in ("kernel", "blas")
             for o in n.outputs:
                 alias_of[o] = {o} if planned_kernel else set().union(
                     *(alias_of.get(v, {v}) for v in n.inputs))
@@ -199,7 +200,7 @@ class NumbaExecutable:
         for v, t in last_use.items():
             releases.setdefault(t, []).append(v)
         for t, n in enumerate(nodes):
-            if self._steps[t][0] == "kernel":
+            if self._steps[t][0] in ("kernel", "blas"):
                 for o in n.outputs:
                     if o in self._fresh:
                         continue
