@@ -64,6 +64,16 @@ class DLArray:
         return self
 
     @classmethod
+    def _wrap(cls, data: np.ndarray, type: TensorType) -> DLArray:
+        """A concrete DLArray whose type is known to describe `data` (backend results)."""
+        self = object.__new__(cls)
+        self._data = data
+        self._value = None
+        self._trace = None
+        self._type = type
+        return self
+
+    @classmethod
     def _symbolic(cls, value: Value, trace) -> DLArray:
         self = object.__new__(cls)
         self._data = None

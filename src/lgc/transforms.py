@@ -62,10 +62,12 @@ def dlfeval(fun, *args):
     return run(fun, args, get_backend())
 
 
-def compiled(fun, args: tuple, backend: str):
+def compiled(fun, args: tuple, backend: str, key=None):
     """The (program, executable) for `fun` at these arguments: traced and compiled on the
     first call with a new signature, from the per-function cache afterwards."""
-    key = (_trace.signature(args), backend)
+    if key is None:
+        key = _trace.signature(args)[0]
+    key = (key, backend)
     try:
         hash(key)
     except TypeError:
@@ -81,8 +83,9 @@ def compiled(fun, args: tuple, backend: str):
 
 
 def run(fun, args: tuple, backend: str):
-    program, exe = compiled(fun, args, backend)
-    outs = exe(_trace.flat_arrays(args) + program.captures)
+    key, arrays = _trace.signature(args)
+    program, exe = compiled(fun, args, backend, key)
+    outs = exe(arrays + program.captures if program.captures else arrays)
     return _trace.unflatten_outputs(program, outs)
 
 

@@ -20,10 +20,16 @@ def register_node(cls: type, flatten: Callable, unflatten: Callable) -> None:
     _NODES[cls] = (flatten, unflatten)
 
 
-def is_array(x) -> bool:
-    from .dlarray import DLArray
+_ARRAY_TYPES: tuple[type, ...] = ()
 
-    return isinstance(x, DLArray | np.ndarray)
+
+def is_array(x) -> bool:
+    global _ARRAY_TYPES
+    if not _ARRAY_TYPES:
+        from .dlarray import DLArray  # imported late: dlarray imports this module
+
+        _ARRAY_TYPES = (DLArray, np.ndarray)
+    return isinstance(x, _ARRAY_TYPES)
 
 
 class Leaf:

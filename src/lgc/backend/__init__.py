@@ -47,14 +47,20 @@ def set_backend(name: str) -> None:
 def get_backend() -> str:
     """The default backend's name."""
     name = _selected or os.environ.get("LGC_BACKEND") or _default()
-    _check(name)
+    if name not in _BACKENDS:
+        _check(name)
     return name
 
 
-def _default() -> str:
-    import importlib.util
+_DEFAULT: list[str] = []
 
-    return "numba" if importlib.util.find_spec("numba") else "reference"
+
+def _default() -> str:
+    if not _DEFAULT:
+        import importlib.util
+
+        _DEFAULT.append("numba" if importlib.util.find_spec("numba") else "reference")
+    return _DEFAULT[0]
 
 
 def _check(name: str) -> None:

@@ -140,27 +140,23 @@ def trace_function(fun, args: tuple, name: str | None = None) -> Program:
     return Program(g, in_struct, out_struct, kinds, tr.captures)
 
 
-def signature(args: tuple) -> tuple:
-    """The cache key of an argument tuple: its structure and each array's type."""
+def signature(args: tuple) -> tuple[tuple, list[np.ndarray]]:
+    """The cache key of an argument tuple (its structure and each array's type), and its
+    arrays in order."""
     from ..dlarray import DLArray
 
     leaves, struct = tree.flatten(args)
-    types = []
+    types, arrays = [], []
     for _, x in leaves:
-        if isinstance(x, DLArray):
+        if type(x) is DLArray:
             if x._value is not None:
                 raise TraceError("dlfeval cannot be nested inside a traced function")
             types.append(x._type)
+            arrays.append(x._data)
         else:
             types.append(("numpy", x.dtype.str, x.shape))
-    return struct, tuple(types)
-
-
-def flat_arrays(args: tuple) -> list[np.ndarray]:
-    from ..dlarray import DLArray
-
-    leaves, _ = tree.flatten(args)
-    return [x._data if isinstance(x, DLArray) else x for _, x in leaves]
+            arrays.append(x)
+    return (struct, tuple(types)), arrays
 
 
 def unflatten_outputs(program: Program, arrays: list[np.ndarray]) -> Any:
@@ -168,5 +164,5 @@ def unflatten_outputs(program: Program, arrays: list[np.ndarray]) -> Any:
 
     out = []
     for v, kind, a in zip(program.graph.outputs, program.out_kinds, arrays):
-        out.append(DLArray._concrete(a, v.fmt) if kind == "dlarray" else a)
+        out.append(DLArray._wrap(a, v.type) if kind == "dlarray" else a)
     return tree.unflatten(program.out_struct, out)

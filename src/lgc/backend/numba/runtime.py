@@ -26,6 +26,30 @@ from .compile import STATS, load_kernel, record_first_call, snapshot
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
+class FastCall:
+    """Calls a kernel's compiled entry point directly after the first call, skipping the
+    dispatcher's argument typing (most of a small kernel's cost). Safe because a step always
+    passes the same array types: inputs are converted to the graph's dtype and C order, and
+    the views a step builds never change kind."""
+
+    __slots__ = ("fn", "entry")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.entry = None
+
+    def __call__(self, *args):
+        if self.entry is not None:
+            return self.entry(*args)
+        result = self.fn(*args)
+        import numba
+
+        compiled = self.fn.overloads.get(tuple(numba.typeof(a) for a in args))
+        if compiled is not None:
+            self.entry = compiled.entry_point
+        return result
+
+
 @dataclass
 class Kernel:
     """A generated kernel: the IR it came from, its source and its compiled dispatcher."""
@@ -141,7 +165,7 @@ class NumbaExecutable:
                 padded = (1,) * (nd - v.type.ndim) + v.shape
                 preps.append(lambda a, padded=padded: np.broadcast_to(a.reshape(padded),
                                                                       iter_shape))
-        fn = k.fn
+        fn = FastCall(k.fn)
 
         def run(env):
             out_arrays = [self._out(env, i) for i in outs]
@@ -157,7 +181,7 @@ class NumbaExecutable:
         source = codegen.emit_reduce(init, update, p * kk * q >= codegen.PARALLEL_MIN_ELEMENTS
                                      and p > 1)
         k = self._kernel(n, source, [n.op.name])
-        fn, (i_in,), (i_out,) = k.fn, ins, outs
+        fn, (i_in,), (i_out,) = FastCall(k.fn), ins, outs
 
         def run(env):
             a = env[i_in]
@@ -169,7 +193,7 @@ class NumbaExecutable:
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
-        fn, call = (k.fn if k else None), lowering.call
+        fn, call = (FastCall(k.fn) if k else None), lowering.call
 
         def run(env):
             out_arrays = [self._out(env, i) for i in outs]
