@@ -16,18 +16,20 @@ from ...ops.base import PARALLEL_MIN_ELEMENTS
 __all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_reduce"]
 
 
-def emit_fused(node: Node, scalar: list[bool], flat: bool, parallel: bool) -> str:
-    """Source of `kernel(outs..., ins...)` for a fused node. Non-scalar inputs arrive as
-    arrays of the iteration rank (broadcast views), or 1-D when `flat`."""
-    nd = 1 if flat else max(len(node.attrs["shape"]), 1)
-    n_out = len(node.outputs)
-    outs = [f"o{k}" for k in range(n_out)]
+def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
+    """Source of `kernel(outs..., ins...)` for a fused node.
+
+    `kinds[k]` says how input k is read: "scalar" (a 1-element array read once), "full" (an
+    array of the iteration shape, indexed like the outputs), or a broadcast pattern such as
+    "i0" / "0i" (an array of the iteration rank whose size-1 dims, marked 0, are indexed at 0).
+    `nd` is the loop depth: 1 when every array is full and contiguous (flat loop)."""
+    outs = [f"o{k}" for k in range(len(node.outputs))]
     ins = [f"a{k}" for k in range(len(node.inputs))]
     idx = ", ".join(f"i{d}" for d in range(nd))
     lines = [f"def kernel({', '.join(outs + ins)}):"]
     names = []
-    for k, is_scalar in enumerate(scalar):
-        if is_scalar:
+    for k, kind in enumerate(kinds):
+        if kind == "scalar":
             lines.append(f"    s{k} = a{k}[0]")
             names.append(f"s{k}")
         else:
@@ -37,9 +39,12 @@ def emit_fused(node: Node, scalar: list[bool], flat: bool, parallel: bool) -> st
         loop = "prange" if parallel and d == 0 else "range"
         lines.append(f"{indent}for i{d} in {loop}(o0.shape[{d}]):")
         indent += "    "
-    for k, is_scalar in enumerate(scalar):
-        if not is_scalar:
+    for k, kind in enumerate(kinds):
+        if kind == "full":
             lines.append(f"{indent}x{k} = a{k}[{idx}]")
+        elif kind != "scalar":
+            sub = ", ".join(f"i{d}" if c == "i" else "0" for d, c in enumerate(kind))
+            lines.append(f"{indent}x{k} = a{k}[{sub}]")
     body, results = node.op.scalar_code(node, names)
     lines += [indent + ln for ln in body]
     lines += [f"{indent}{o}[{idx}] = {r}" for o, r in zip(outs, results)]
@@ -48,16 +53,17 @@ def emit_fused(node: Node, scalar: list[bool], flat: bool, parallel: bool) -> st
 
 
 def emit_reduce(init: str, update: str, parallel: bool) -> str:
-    """Source of `kernel(out, x)`: out[p, q] = reduce over k of x[p, k, q]."""
+    """Source of `kernel(out, x)`: out[p, q] = reduce over k of x[p, k, q], accumulated in a
+    register (compiled with reassociation allowed, so sums vectorize)."""
     loop = "prange" if parallel else "range"
-    step = re.sub(r"\bv\b", "x[p, k, q]", re.sub(r"\bacc\b", "out[p, q]", update))
+    step = re.sub(r"\bv\b", "x[p, k, q]", update)
     return (
         "def kernel(out, x):\n"
         f"    for p in {loop}(x.shape[0]):\n"
         "        for q in range(x.shape[2]):\n"
-        f"            out[p, q] = {init}\n"
-        "        for k in range(x.shape[1]):\n"
-        "            for q in range(x.shape[2]):\n"
-        f"                out[p, q] = {step}\n"
+        f"            acc = {init}\n"
+        "            for k in range(x.shape[1]):\n"
+        f"                acc = {step}\n"
+        "            out[p, q] = acc\n"
         "    return 0\n"
     )

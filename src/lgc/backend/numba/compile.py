@@ -58,7 +58,8 @@ def kernel_key(source: str, flags: dict) -> str:
     global _MACHINE
     if _MACHINE is None:
         _MACHINE = _machine()
-    blob = json.dumps({"source": source, "flags": flags, **_MACHINE}, sort_keys=True)
+    blob = json.dumps({"source": source, "flags": flags, **_MACHINE}, sort_keys=True,
+                      default=lambda v: sorted(v) if isinstance(v, set | frozenset) else repr(v))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

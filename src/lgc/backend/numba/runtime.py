@@ -113,10 +113,10 @@ class NumbaExecutable:
                 fresh.update(n.inputs)
         return fresh
 
-    def _kernel(self, node: Node, source: str, ops: list[str]) -> Kernel:
+    def _kernel(self, node: Node, source: str, ops: list[str], flags=None) -> Kernel:
+        flags = {**FLAGS, **(flags or {}), **({"parallel": True} if "prange" in source else {})}
         try:
-            fn = load_kernel(source, FLAGS if "prange" not in source else {**FLAGS,
-                                                                           "parallel": True})
+            fn = load_kernel(source, flags)
         except Exception as e:  # a generated-source bug must name its origin
             raise CompileError(f"cannot build the kernel of {node.op.name} "
                                f"(from {node.prov or 'model'}): {e}") from None
@@ -131,6 +131,12 @@ class NumbaExecutable:
             return self._fused_step(n, ins, outs)
         if n.op.reduce is not None and len(n.inputs) == 1:
             return self._reduce_step(n, ins, outs)
+        if n.op.alias:
+            (i_in,), (i_out,) = ins, outs
+
+            def alias(env):
+                env[i_out] = env[i_in]
+            return ("numpy", n, alias)
         lowering = n.op.lower_numba(n)
         if lowering is not None:
             return self._lowered_step(n, lowering, ins, outs)
@@ -148,28 +154,29 @@ class NumbaExecutable:
     def _fused_step(self, n: Node, ins: list[int], outs: list[int]):
         shape = n.attrs["shape"]
         size = int(np.prod(shape, dtype=np.int64))
-        scalar = [v.type.size == 1 for v in n.inputs]
-        flat = all(s or v.shape == shape for s, v in zip(scalar, n.inputs))
-        parallel = size >= codegen.PARALLEL_MIN_ELEMENTS
-        source = codegen.emit_fused(n, scalar, flat, parallel)
-        k = self._kernel(n, source, [b[0] for b in n.attrs["body"]])
         nd = max(len(shape), 1)
-        iter_shape = (size,) if flat else (shape if shape else (1,))
-        preps = []
-        for s, v in zip(scalar, n.inputs):
-            if s:
+        kinds, preps = [], []
+        for v in n.inputs:
+            if v.type.size == 1:
+                kinds.append("scalar")
                 preps.append(lambda a: a.reshape(1))
-            elif flat:
-                preps.append(lambda a: a.reshape(-1))
-            else:
-                padded = (1,) * (nd - v.type.ndim) + v.shape
-                preps.append(lambda a, padded=padded: np.broadcast_to(a.reshape(padded),
-                                                                      iter_shape))
+                continue
+            padded = (1,) * (len(shape) - v.type.ndim) + v.shape
+            kinds.append("full" if padded == shape else
+                         "".join("0" if p == 1 and s != 1 else "i" for p, s in zip(padded,
+                                                                                  shape)))
+            preps.append(lambda a, padded=padded: a.reshape(padded))
+        flat = all(k in ("scalar", "full") for k in kinds)
+        if flat:
+            nd, preps = 1, [p if k == "scalar" else (lambda a: a.reshape(-1))
+                            for k, p in zip(kinds, preps)]
+        source = codegen.emit_fused(n, kinds, nd, size >= codegen.PARALLEL_MIN_ELEMENTS)
+        k = self._kernel(n, source, [b[0] for b in n.attrs["body"]])
+        iter_shape = (size,) if flat else shape
         fn = FastCall(k.fn)
 
         def run(env):
-            out_arrays = [self._out(env, i) for i in outs]
-            args = [o.reshape(iter_shape) for o in out_arrays]
+            args = [self._out(env, i).reshape(iter_shape) for i in outs]
             args += [p(env[i]) for p, i in zip(preps, ins)]
             fn(*args)
         return ("kernel", n, run, k)
@@ -180,7 +187,7 @@ class NumbaExecutable:
         init, update = n.op.reduce
         source = codegen.emit_reduce(init, update, p * kk * q >= codegen.PARALLEL_MIN_ELEMENTS
                                      and p > 1)
-        k = self._kernel(n, source, [n.op.name])
+        k = self._kernel(n, source, [n.op.name], {"fastmath": {"reassoc"}})
         fn, (i_in,), (i_out,) = FastCall(k.fn), ins, outs
 
         def run(env):
