@@ -101,8 +101,8 @@ class NetworkAnalysis:
             rows.append((r.Name, r.Type, acts or "-", learn or "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [f"Network analysis: {len(self.LayerInfo)} layers, {self.TotalLearnables:,} "
-                 f"learnables, {len(self.errors)} errors, "
-                 f"{len(self.Issues) - len(self.errors)} warnings", ""]
+                 f"learnables, {_count(len(self.errors), 'error')}, "
+                 f"{_count(len(self.Issues) - len(self.errors), 'warning')}", ""]
         for k, row in enumerate(rows):
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
             if k == 0:
@@ -110,6 +110,10 @@ class NetworkAnalysis:
         lines += ["", "Issues:" if self.Issues else "No issues."]
         lines += [f"  {i}" for i in self.Issues]
         return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -192,8 +196,9 @@ def structure(lg, issues: list[Issue], n_examples: int | None,
     outputs = [(n, p) for n in order for p in layer(n).OutputNames if (n, p) not in used]
     # a dangling output is a network output (as in MATLAB); only warn where that is probably a
     # mistake: a secondary port (maxpool indices) or one of several outputs
+    primary = [(n, p) for n, p in outputs if p == layer(n).OutputNames[0]]
     for n, p in outputs:
-        if p != layer(n).OutputNames[0] or len(outputs) > 1:
+        if p != layer(n).OutputNames[0] or len(primary) > 1:
             others = ", ".join(f"{a}/{b}" for a, b in outputs)
             issues.append(Issue("warning", n, f"output {p!r} of {n!r} is not connected, so it "
                                               f"is a network output (outputs: {others})"))
@@ -281,8 +286,11 @@ def _param_type(v) -> TensorType:
 
 
 def _mismatch(layer, sources, in_types, e: Exception) -> str:
-    what = str(e) if isinstance(e, GraphError | ValueError | TypeError) and \
-        type(e).__module__.startswith("lgc") else f"{type(e).__name__}: {e}"
+    what = str(e) if type(e).__module__.startswith("lgc") else f"{type(e).__name__}: {e}"
+    # the issue names the layer already; drop the layer's own "name (Type): " prefix
+    for prefix in (f"{layer.Name} ({layer.Type}): ", f"{layer.Name}: "):
+        if what.startswith(prefix):
+            what = what[len(prefix):]
     if not sources:
         return f"{what} (network input {type_str(in_types[0])})"
     srcs = ", ".join(f"{p} <- {s[0] if s[1] == 'out' else '/'.join(s)} {type_str(t)}"
@@ -297,6 +305,7 @@ def run_analysis(lg, examples=(), given=None, renamed=()) -> NetworkAnalysis:
     plan = structure(lg, issues, len(examples) if examples else None)
     if plan is not None and not any(i.Message.startswith("wrong number") for i in issues):
         propagate(lg, plan, issues, examples, given)
+    issues.sort(key=lambda i: i.Severity != "error")  # errors first, each group in order
     rows = []
     for n in (plan.order if plan is not None else list(lg.graph.nodes)):
         la = lg._layer(n)
