@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_network import Add, Dense, Relu, Split, VecInput, x_cb
 
 import lgc
 from lgc.analysis import Issue, NetworkAnalysis, analyzeNetwork
 from lgc.errors import GraphError
 from lgc.network import dlnetwork, layerGraph
+from test_network import Add, Dense, Relu, Split, VecInput, x_cb
 
 
 def only(issues, severity, layer=None):
