@@ -58,10 +58,12 @@ from .ops.creation import rng
 from .recurrent import embed, gru, lstm
 from .table import Table
 from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
+from .updates import adamupdate, dlupdate, rmspropupdate, sgdmupdate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "adamupdate", "dlupdate", "rmspropupdate", "sgdmupdate",
     "avgpool", "batchnorm", "crosschannelnorm", "dlconv", "dltranspconv", "embed",
     "groupnorm", "gru", "layernorm", "lstm", "maxpool", "maxunpool",
     "CompiledFunction", "Lowered", "cache_info", "clear_cache", "compile",

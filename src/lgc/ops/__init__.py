@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     recurrent,
     reduce,
     shape,
+    update,
 )
 from .base import REGISTRY, Elementwise, OpDef, Sample, get_op, register
 

@@ -1,0 +1,117 @@
+"""Optimizer updates as multi-output elementwise ops over flat parameter buffers.
+
+Inputs are flat arrays (parameters, gradients, optimizer state) followed by 0-d float64
+hyperparameters: they are arguments, never attributes, so one compiled kernel serves every step
+and every learning-rate schedule. The Numba lowering is one loop over all elements that may
+write its outputs over its inputs (the update functions run it in place).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir.types import TensorType
+from .base import Lowering, OpDef, Sample, loop_for, register
+
+
+class _Update(OpDef):
+    differentiable = False
+    n_arrays = 0  # leading array inputs; the rest are 0-d hyperparameters
+    n_hyper = 0
+    # the body of the kernel's loop over i: reads the arrays at i, writes the outputs at i
+    body = ""
+    prelude = ""  # scalar set-up before the loop
+
+    def infer(self, in_types):
+        arrays = in_types[:self.n_arrays]
+        t0 = arrays[0]
+        for t in arrays[1:]:
+            if t.shape != t0.shape:
+                raise ShapeError(f"{self.name}: every array must have shape {t0.shape}, got "
+                                 f"{t.shape}")
+        if len(in_types) != self.n_arrays + self.n_hyper:
+            raise ShapeError(f"{self.name}: expected {self.n_arrays} arrays and {self.n_hyper} "
+                             f"hyperparameters, got {len(in_types)} inputs")
+        return [TensorType(t0.dtype, t0.shape) for _ in range(self.n_outputs)]
+
+    def lower_numba(self, node):
+        n_out = self.n_outputs
+        size = node.inputs[0].type.size
+        names = ", ".join([f"o{k}" for k in range(n_out)] + self.arg_names)
+        src = (f"def kernel({names}):\n" + "".join(f"    {ln}\n" for ln in self.prelude)
+               + f"    for i in {loop_for(size)}(o0.shape[0]):\n"
+               + "".join(f"        {ln}\n" for ln in self.body) + "    return 0\n")
+
+        def call(kernel, ins, outs):
+            kernel(*outs, *ins[:self.n_arrays], *(float(h) for h in ins[self.n_arrays:]))
+        return Lowering(call, src)
+
+    def samples(self, rng):
+        n = 7
+        arrays = [rng.normal(size=n) for _ in range(self.n_arrays)]
+        arrays[self.n_arrays - 1] = np.abs(arrays[self.n_arrays - 1])  # a squared-gradient average
+        return [Sample(arrays + [np.array(h) for h in self.sample_hyper])]
+
+
+@register
+class AdamUpdate(_Update):
+    """θ' = θ − lr·sqrt(1−β2^t)/(1−β1^t)·m'/(sqrt(v')+ε); m' = β1 m + (1−β1) g;
+    v' = β2 v + (1−β2) g²"""
+
+    name = "adam_update"
+    n_arrays, n_hyper, n_outputs = 4, 5, 3
+    arg_names = ["theta", "g", "m", "v", "lr", "beta1", "beta2", "eps", "t"]
+    prelude = ["step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)"]
+    body = ["gi = g[i]",
+            "mi = beta1 * m[i] + (1.0 - beta1) * gi",
+            "vi = beta2 * v[i] + (1.0 - beta2) * gi * gi",
+            "o1[i] = mi",
+            "o2[i] = vi",
+            "o0[i] = theta[i] - step * mi / (math.sqrt(vi) + eps)"]
+    sample_hyper = (0.01, 0.9, 0.999, 1e-8, 3.0)
+
+    def ref(self, theta, g, m, v, lr, beta1, beta2, eps, t):
+        m2 = beta1 * m + (1 - beta1) * g
+        v2 = beta2 * v + (1 - beta2) * g * g
+        step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        dt = theta.dtype
+        return ((theta - step * m2 / (np.sqrt(v2) + eps)).astype(dt), m2.astype(dt),
+                v2.astype(dt))
+
+
+@register
+class RmspropUpdate(_Update):
+    """v' = ρ v + (1−ρ) g²; θ' = θ − lr·g/(sqrt(v')+ε)"""
+
+    name = "rmsprop_update"
+    n_arrays, n_hyper, n_outputs = 3, 3, 2
+    arg_names = ["theta", "g", "v", "lr", "rho", "eps"]
+    body = ["gi = g[i]",
+            "vi = rho * v[i] + (1.0 - rho) * gi * gi",
+            "o1[i] = vi",
+            "o0[i] = theta[i] - lr * gi / (math.sqrt(vi) + eps)"]
+    sample_hyper = (0.01, 0.9, 1e-8)
+
+    def ref(self, theta, g, v, lr, rho, eps):
+        v2 = rho * v + (1 - rho) * g * g
+        dt = theta.dtype
+        return (theta - lr * g / (np.sqrt(v2) + eps)).astype(dt), v2.astype(dt)
+
+
+@register
+class SgdmUpdate(_Update):
+    """vel' = μ·vel − lr·g; θ' = θ + vel'"""
+
+    name = "sgdm_update"
+    n_arrays, n_hyper, n_outputs = 3, 2, 2
+    arg_names = ["theta", "g", "vel", "lr", "mu"]
+    body = ["veli = mu * vel[i] - lr * g[i]",
+            "o1[i] = veli",
+            "o0[i] = theta[i] + veli"]
+    sample_hyper = (0.01, 0.9)
+
+    def ref(self, theta, g, vel, lr, mu):
+        v2 = mu * vel - lr * g
+        dt = theta.dtype
+        return (theta + v2).astype(dt), v2.astype(dt)
