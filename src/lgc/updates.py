@@ -115,7 +115,7 @@ def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[
     if not leaves:
         raise ShapeError(f"{fn_name}: params has no arrays")
     arrays = [_data(x) for _, x in leaves]
-    for (path, x), a in zip(leaves, arrays):
+    for (path, _), a in zip(leaves, arrays):
         if not is_float(dtype_name(a.dtype, fn_name)):
             raise ShapeError(f"{fn_name}: parameter {path or 0} must be float, got {a.dtype}")
     grads = _matching(fn_name, "grad", grad, leaves)
