@@ -17,8 +17,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ShapeError
-from ..ir.types import TensorType, result_dtype
-from .base import OpDef, Sample, register, require_float
+from ..ir.types import TensorType, np_dtype, result_dtype
+from .base import Lowering, OpDef, Sample, loop_for, register, require_float
 
 
 def ints(xs) -> tuple[int, ...]:
@@ -198,6 +198,9 @@ class Conv(_ConvOp):
                     **geom)
         return [_like(b, gx, x), _like(b, gw, w)]
 
+    def lower_numba(self, node):
+        return _lower_conv(node)
+
     def samples(self, rng):
         n = rng.normal
         return [
@@ -263,6 +266,9 @@ class ConvBackwardInput(_ConvOp):
                      **geom)
         return [_like(b, g_gy, gy), _like(b, g_w, w)]
 
+    def lower_numba(self, node):
+        return _lower_conv_backward_input(node)
+
     def samples(self, rng):
         n = rng.normal
         return [
@@ -326,6 +332,9 @@ class ConvBackwardWeights(_ConvOp):
         g_x = b.emit("conv_backward_input", gy, ct, in_size=x.shape[:d], **geom)
         g_gy = b.emit("conv", x, ct, **geom)
         return [_like(b, g_x, x), _like(b, g_gy, gy)]
+
+    def lower_numba(self, node):
+        return _lower_conv_backward_weights(node)
 
     def samples(self, rng):
         n = rng.normal
@@ -415,6 +424,16 @@ class Pad(_PadOp):
         a = node.attrs
         return [b.emit("pad_adjoint", cts[0], pads=a["pads"], mode=a["mode"])]
 
+    def lower_numba(self, node):
+        x, a = node.inputs[0], node.attrs
+        tab, lead = _pad_table(x.shape, a["pads"], a["mode"])
+        rows_in = int(np.prod(x.shape[:lead], dtype=np.int64))
+        value, shape = a["value"], (tab.size, -1)
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(shape), ins[0].reshape(rows_in, -1), tab, value)
+        return Lowering(call, _GATHER_ROWS.replace("LOOP", loop_for(node.out.type.size)))
+
     def samples(self, rng):
         x = rng.normal(size=(4, 3, 2))
         pads = ((1, 2), (2, 1), (0, 0))
@@ -454,8 +473,258 @@ class PadAdjoint(_PadOp):
         a = node.attrs
         return [b.emit("pad", cts[0], pads=a["pads"], mode=a["mode"], value=0.0)]
 
+    def lower_numba(self, node):
+        x, a = node.outputs[0], node.attrs
+        tab, lead = _pad_table(x.shape, a["pads"], a["mode"])
+        rows = int(np.prod(x.shape[:lead], dtype=np.int64))
+        ptr, ent = inverse_table(tab, rows)
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(rows, -1), ins[0].reshape(tab.size, -1), ptr, ent)
+        return Lowering(call, _SUM_ROWS.replace("LOOP", loop_for(node.inputs[0].type.size)))
+
     def samples(self, rng):
         pads = ((1, 2), (2, 1), (0, 0))
         return [Sample([rng.normal(size=(7, 6, 2))], {"pads": pads, "mode": m})
                 for m in PAD_MODES] + [
             Sample([rng.normal(size=(12,))], {"pads": ((5, 4),), "mode": "symmetric-exclude-edge"})]
+
+
+# --- Numba lowering --------------------------------------------------------------------------
+# Every spatial geometry (rank, stride, dilation, padding) becomes an int64 table built once per
+# executable from the static shapes: tab[o, k] = the flat input position window o reads at
+# kernel offset k, or -1 in the padding. Kernels see x as (S, C, N) and y as (O, C, N), so one
+# source serves every rank and size; the batch N is innermost and contiguous in every array.
+
+
+def window_table(in_sizes, kernel, stride, dilation, padding) -> np.ndarray:
+    """(O, K) int64: flat input position of output o at kernel offset k (row-major), −1 when
+    it falls in the padding."""
+    tab, ok = np.zeros((1, 1), np.int64), np.ones((1, 1), bool)
+    for n, k, s, dl, p in zip(in_sizes, kernel, stride, dilation, padding):
+        o = out_size(n, k, s, dl, p)
+        pos = np.arange(o)[:, None] * s + np.arange(k)[None, :] * dl - p[0]
+        shape = (tab.shape[0] * o, tab.shape[1] * k)
+        tab = (tab[:, None, :, None] * n + pos[None, :, None, :]).reshape(shape)
+        ok = (ok[:, None, :, None] & ((pos >= 0) & (pos < n))[None, :, None, :]).reshape(shape)
+    return np.where(ok, tab, -1)
+
+
+def inverse_table(tab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR transpose of a table of sources in [0, n) (−1 skipped): entries ent[ptr[s]:ptr[s+1]]
+    are the flat table positions that read source s, ascending, so adjoints gather race-free."""
+    flat = tab.ravel()
+    pos = np.nonzero(flat >= 0)[0]
+    src = flat[pos]
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=ptr[1:])
+    return ptr, pos[np.argsort(src, kind="stable")].astype(np.int64)
+
+
+def _geometry(x_sizes, w, node) -> tuple:
+    """(tab, S, O, K, ci, co, g) for a conv-family node; w is (k..., ci, co, g)."""
+    a = node.attrs
+    d = len(x_sizes)
+    tab = window_table(x_sizes, w[:d], a["stride"], a["dilation"], a["padding"])
+    return (tab, int(np.prod(x_sizes)), tab.shape[0], tab.shape[1], *w[d:])
+
+
+# Channel counts up to this product run as direct loops (the batch vectorized); above it the
+# window copy + BLAS GEMM wins (measured on LeNet/CNN shapes, see tests/test_numba_kernels.py).
+DIRECT_MAX_CHANNELS = 32
+
+# x (S, g·ci, N) -> col (g, K·ci, O·N): the im2col copy, zeros in the padding
+_IM2COL = """    for o in LOOP(tab.shape[0]):
+        for k in range(tab.shape[1]):
+            s = tab[o, k]
+            for g in range(col.shape[0]):
+                for i in range(ci):
+                    r = col[g, k * ci + i]
+                    if s < 0:
+                        for n in range(N):
+                            r[o * N + n] = 0
+                    else:
+                        xr = x[s, g * ci + i]
+                        for n in range(N):
+                            r[o * N + n] = xr[n]
+"""
+
+# (O, g·co, N) -> t (g, co, O·N)
+_TO_GROUPS = """    for o in LOOP(gy.shape[0]):
+        for g in range(t.shape[0]):
+            for c in range(t.shape[1]):
+                tr = t[g, c]
+                yr = gy[o, g * t.shape[1] + c]
+                for n in range(N):
+                    tr[o * N + n] = yr[n]
+"""
+
+_CONV_DIRECT = """def kernel(y, x, w, tab):
+    ci, co, N = w.shape[1], w.shape[2], x.shape[2]
+    for o in LOOP(tab.shape[0]):
+        for c in range(y.shape[1]):
+            for n in range(N):
+                y[o, c, n] = 0
+        for k in range(tab.shape[1]):
+            s = tab[o, k]
+            if s < 0:
+                continue
+            for g in range(w.shape[3]):
+                for i in range(ci):
+                    xr = x[s, g * ci + i]
+                    for c in range(co):
+                        wv = w[k, i, c, g]
+                        yr = y[o, g * co + c]
+                        for n in range(N):
+                            yr[n] += xr[n] * wv
+    return 0
+"""
+
+_CONV_GEMM = """def kernel(y, x, w, tab, col, wg, z):
+    ci, co, N = w.shape[1], w.shape[2], x.shape[2]
+    for g in range(w.shape[3]):
+        for k in range(w.shape[0]):
+            for i in range(ci):
+                for c in range(co):
+                    wg[g, k * ci + i, c] = w[k, i, c, g]
+""" + _IM2COL + """    for g in range(w.shape[3]):
+        np.dot(wg[g].T, col[g], z[g])
+    for o in LOOP(tab.shape[0]):
+        for g in range(w.shape[3]):
+            for c in range(co):
+                zr = z[g, c]
+                yr = y[o, g * co + c]
+                for n in range(N):
+                    yr[n] = zr[o * N + n]
+    return 0
+"""
+
+# x̄[s] = Σ over the (o, k) that read s of the GEMM result col(o, k): a gather, race-free
+_CONV_BACKWARD_INPUT = """def kernel(xb, gy, w, ptr, ent, wg, t, col):
+    ci, co, N, K = w.shape[1], w.shape[2], gy.shape[2], w.shape[0]
+    for g in range(w.shape[3]):
+        for k in range(K):
+            for i in range(ci):
+                for c in range(co):
+                    wg[g, k * ci + i, c] = w[k, i, c, g]
+""" + _TO_GROUPS + """    for g in range(w.shape[3]):
+        np.dot(wg[g], t[g], col[g])
+    for s in LOOP(xb.shape[0]):
+        for c in range(xb.shape[1]):
+            for n in range(N):
+                xb[s, c, n] = 0
+        for e in range(ptr[s], ptr[s + 1]):
+            o = ent[e] // K
+            k = ent[e] - o * K
+            for g in range(w.shape[3]):
+                for i in range(ci):
+                    xr = xb[s, g * ci + i]
+                    cr = col[g, k * ci + i]
+                    for n in range(N):
+                        xr[n] += cr[o * N + n]
+    return 0
+"""
+
+_CONV_BACKWARD_WEIGHTS = """def kernel(wb, x, gy, tab, col, t, res):
+    ci, co, N = wb.shape[1], wb.shape[2], x.shape[2]
+""" + _IM2COL + _TO_GROUPS + """    for g in range(wb.shape[3]):
+        np.dot(col[g], t[g].T, res[g])
+        for k in range(wb.shape[0]):
+            for i in range(ci):
+                for c in range(co):
+                    wb[k, i, c, g] = res[g, k * ci + i, c]
+    return 0
+"""
+
+
+def _lower_conv(node):
+    x, w = node.inputs
+    y = node.outputs[0]
+    d, dt = w.ndim - 3, np_dtype(y.dtype)
+    tab, _, o, k, ci, co, g = _geometry(x.shape[:d], w.shape, node)
+    n = x.shape[-1]
+    loop = loop_for(o * k * ci * co * g * n)
+    xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k, ci, co, g)
+    if ci * co <= DIRECT_MAX_CHANNELS:
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(ys), ins[0].reshape(xs), ins[1].reshape(ws), tab)
+        return Lowering(call, _CONV_DIRECT.replace("LOOP", loop))
+    col = np.empty((g, k * ci, o * n), dt)
+    wg, z = np.empty((g, k * ci, co), dt), np.empty((g, co, o * n), dt)
+
+    def call(kernel, ins, outs):
+        kernel(outs[0].reshape(ys), ins[0].reshape(xs), ins[1].reshape(ws), tab, col, wg, z)
+    return Lowering(call, _CONV_GEMM.replace("LOOP", loop))
+
+
+def _lower_conv_backward_input(node):
+    gy, w = node.inputs
+    d, dt = w.ndim - 3, np_dtype(node.outputs[0].dtype)
+    tab, s, o, k, ci, co, g = _geometry(node.attrs["in_size"], w.shape, node)
+    ptr, ent = inverse_table(tab, s)
+    n = gy.shape[-1]
+    wg, t, col = (np.empty((g, k * ci, co), dt), np.empty((g, co, o * n), dt),
+                  np.empty((g, k * ci, o * n), dt))
+    xs, ys, ws = (s, ci * g, n), (o, co * g, n), (k, ci, co, g)
+
+    def call(kernel, ins, outs):
+        kernel(outs[0].reshape(xs), ins[0].reshape(ys), ins[1].reshape(ws), ptr, ent, wg, t,
+               col)
+    return Lowering(call, _CONV_BACKWARD_INPUT.replace("LOOP", loop_for(o * k * ci * co * g
+                                                                          * n)))
+
+
+def _lower_conv_backward_weights(node):
+    x, gy = node.inputs
+    a, dt = node.attrs, np_dtype(node.outputs[0].dtype)
+    kernel_shape, g = a["kernel"], a["groups"]
+    d = len(kernel_shape)
+    ci, co = x.shape[d] // g, gy.shape[d] // g
+    tab, _, o, k, *_ = _geometry(x.shape[:d], (*kernel_shape, ci, co, g), node)
+    n = x.shape[-1]
+    col, t, r = (np.empty((g, k * ci, o * n), dt), np.empty((g, co, o * n), dt),
+                 np.empty((g, k * ci, co), dt))
+    xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k, ci, co, g)
+
+    def call(kernel, ins, outs):
+        kernel(outs[0].reshape(ws), ins[0].reshape(xs), ins[1].reshape(ys), tab, col, t, r)
+    return Lowering(call, _CONV_BACKWARD_WEIGHTS.replace("LOOP", loop_for(o * k * ci * co * g
+                                                                           * n)))
+
+
+# y[j] = x[tab[j]] (rows of the trailing block), `value` where tab[j] < 0
+_GATHER_ROWS = """def kernel(y, x, tab, value):
+    for j in LOOP(y.shape[0]):
+        s = tab[j]
+        if s < 0:
+            for r in range(y.shape[1]):
+                y[j, r] = value
+        else:
+            for r in range(y.shape[1]):
+                y[j, r] = x[s, r]
+    return 0
+"""
+
+# y[s] = Σ x[j] over the table positions j that read s (the adjoint of a row gather)
+_SUM_ROWS = """def kernel(y, x, ptr, ent):
+    for s in LOOP(y.shape[0]):
+        for r in range(y.shape[1]):
+            y[s, r] = 0
+        for e in range(ptr[s], ptr[s + 1]):
+            j = ent[e]
+            for r in range(y.shape[1]):
+                y[s, r] += x[j, r]
+    return 0
+"""
+
+
+def _pad_table(sizes, pads, mode) -> tuple[np.ndarray, int]:
+    """(tab, lead): the flat source row of each padded row over the axes up to the last padded
+    one (−1: the constant), so the axes after `lead` copy as one contiguous block."""
+    lead = max((ax + 1 for ax, (a, c) in enumerate(pads) if a or c), default=0)
+    tab, ok = np.zeros(1, np.int64), np.ones(1, bool)
+    for n, p in zip(sizes[:lead], pads[:lead]):
+        src = _source_index(n, p, mode)
+        tab = (tab[:, None] * n + src[None, :]).ravel()
+        ok = (ok[:, None] & (src >= 0)[None, :]).ravel()
+    return np.where(ok, tab, -1), lead

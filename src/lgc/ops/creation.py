@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import DTypeError
 from ..ir.types import TensorType, np_dtype
-from .base import OpDef, register
+from .base import Lowering, OpDef, register
 
 _rng = np.random.default_rng()
 
@@ -44,6 +44,13 @@ class Constant(OpDef):
     def ref(self, value, dtype, fmt):
         return value
 
+    def lower_numba(self, node):
+        value = node.attrs["value"]
+
+        def call(kernel, ins, outs):
+            outs[0][...] = value
+        return Lowering(call)
+
 
 @register
 class Fill(OpDef):
@@ -58,6 +65,10 @@ class Fill(OpDef):
 
     def ref(self, value, dtype, shape, fmt):
         return np.full(shape, value, dtype=np_dtype(dtype))
+
+    def lower_numba(self, node):
+        value = node.attrs["value"]
+        return Lowering(lambda kernel, ins, outs: outs[0].fill(value))
 
 
 @register
@@ -74,3 +85,8 @@ class RandomUniform(OpDef):
 
     def ref(self, dtype, shape, fmt):
         return _rng.random(shape, dtype=np_dtype(dtype))
+
+    def lower_numba(self, node):
+        # impure: drawn from lgc's generator (looked up per call: rng(seed) replaces it)
+        dtype = np_dtype(node.attrs["dtype"])
+        return Lowering(lambda kernel, ins, outs: generator().random(dtype=dtype, out=outs[0]))

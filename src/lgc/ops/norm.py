@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import OpDef, Sample, register, require_float
+from .base import Lowering, OpDef, Sample, loop_for, pkq, register, require_float
 
 
 @register
@@ -50,7 +50,30 @@ class ChannelWindowSum(OpDef):
         a = node.attrs
         return [b.emit(self.name, cts[0], axis=a["axis"], before=a["after"], after=a["before"])]
 
+    def lower_numba(self, node):
+        a = node.attrs
+        shape = pkq(node.inputs[0].shape, (a["axis"],))
+        before, after = a["before"], a["after"]
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(shape), ins[0].reshape(shape), before, after)
+        return Lowering(call, _WINDOW_SUM.replace("LOOP", loop_for(node.out.type.size)))
+
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 5, 2))], {"axis": 1, "before": 1, "after": 2}),
                 Sample([rng.normal(size=(4, 3))], {"axis": 0, "before": 2, "after": 0}),
                 Sample([rng.normal(size=(2, 3))], {"axis": 1, "before": 3, "after": 3})]
+
+
+# y[p, c, q] = Σ x[p, c', q] for c' in [c − before, c + after] ∩ [0, K), ascending like `ref`
+_WINDOW_SUM = """def kernel(y, x, before, after):
+    K = x.shape[1]
+    for p in LOOP(x.shape[0]):
+        for c in range(K):
+            for q in range(x.shape[2]):
+                y[p, c, q] = 0
+            for c2 in range(max(0, c - before), min(K, c + after + 1)):
+                for q in range(x.shape[2]):
+                    y[p, c, q] += x[p, c2, q]
+    return 0
+"""

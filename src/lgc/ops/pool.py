@@ -16,9 +16,18 @@ import math
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from ..ir.types import TensorType, is_float
-from .base import OpDef, Sample, register, require_float
-from .conv import crop, ints, pairs, scatter_windows, windows, zero_pad
+from ..ir.types import TensorType, is_float, np_dtype
+from .base import Lowering, OpDef, Sample, loop_for, register, require_float
+from .conv import (
+    crop,
+    ints,
+    inverse_table,
+    pairs,
+    scatter_windows,
+    window_table,
+    windows,
+    zero_pad,
+)
 
 
 def pool_geometry(op: str, shape, pool, stride, padding) -> tuple[int, ...]:
@@ -91,6 +100,15 @@ class MaxPool(_PoolOp):
             return [None]
         return [b.emit("maxunpool", cts[0], node.outputs[1], shape=x.shape, fmt=x.fmt)]
 
+    def lower_numba(self, node):
+        x, a = node.inputs[0], node.attrs
+        tab, rows = _pool_table(x.shape, a)
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(tab.shape[0], -1), outs[1].reshape(tab.shape[0], -1),
+                   ins[0].reshape(rows, -1), tab)
+        return Lowering(call, _MAXPOOL.replace("LOOP", loop_for(x.type.size)))
+
     def samples(self, rng):
         # distinct values spaced 1 apart: no ties, and finite differences never change an argmax
         def distinct(*shape):
@@ -142,6 +160,14 @@ class MaxUnpool(OpDef):
         x, idx = node.inputs
         return [b.emit("gather_flat", cts[0], idx, fmt=x.fmt), None]
 
+    def lower_numba(self, node):
+        n = node.out.type.size
+
+        def call(kernel, ins, outs):
+            _check_flat(self.name, ins[1], 0, n)
+            kernel(outs[0].reshape(-1), ins[0].reshape(-1), ins[1].reshape(-1))
+        return Lowering(call, _MAXUNPOOL)
+
     def samples(self, rng):
         idx = np.array([[0, 5, 7], [11, 5, 2]])  # 5 twice: accumulation
         return [Sample([rng.normal(size=(2, 3)), idx], {"shape": (3, 4)}, nondiff=(1,))]
@@ -169,6 +195,14 @@ class GatherFlat(OpDef):
     def vjp(self, b, node, cts):
         x, idx = node.inputs
         return [b.emit("maxunpool", cts[0], idx, shape=x.shape, fmt=x.fmt), None]
+
+    def lower_numba(self, node):
+        n = node.inputs[0].type.size
+
+        def call(kernel, ins, outs):
+            _check_flat(self.name, ins[1], -n, n)
+            kernel(outs[0].reshape(-1), ins[0].reshape(-1), ins[1].reshape(-1))
+        return Lowering(call, _GATHER_FLAT.replace("LOOP", loop_for(node.out.type.size)))
 
     def samples(self, rng):
         idx = np.array([[0, 5, 7], [11, 5, 2]])
@@ -211,6 +245,15 @@ class AvgPool(_PoolOp):
         x = node.inputs[0]
         d = len(node.attrs["pool"])
         return [b.emit("avgpool_backward", cts[0], in_size=x.shape[:d], **node.attrs)]
+
+    def lower_numba(self, node):
+        x, a = node.inputs[0], node.attrs
+        tab, rows = _pool_table(x.shape, a)
+        div = _window_divisor(tab, a, node.out.dtype)
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(tab.shape[0], -1), ins[0].reshape(rows, -1), tab, div)
+        return Lowering(call, _AVGPOOL.replace("LOOP", loop_for(x.type.size)))
 
     def samples(self, rng):
         n = rng.normal
@@ -258,6 +301,18 @@ class AvgPoolBackward(_PoolOp):
         a = {k: v for k, v in node.attrs.items() if k != "in_size"}
         return [b.emit("avgpool", cts[0], **a)]
 
+    def lower_numba(self, node):
+        gy, a = node.inputs[0], node.attrs
+        tab, rows = _pool_table(a["in_size"], a)
+        div = _window_divisor(tab, a, gy.dtype)
+        ptr, ent = inverse_table(tab, rows)
+        k = tab.shape[1]
+
+        def call(kernel, ins, outs):
+            kernel(outs[0].reshape(rows, -1), ins[0].reshape(tab.shape[0], -1), ptr, ent, k,
+                   div)
+        return Lowering(call, _AVGPOOL_BACKWARD.replace("LOOP", loop_for(node.out.type.size)))
+
     def samples(self, rng):
         n = rng.normal
         return [
@@ -267,3 +322,98 @@ class AvgPoolBackward(_PoolOp):
                                             "padding": ((1, 2), (1, 1)), "count_pad": False,
                                             "in_size": (4, 5)}),
         ]
+
+
+# --- Numba lowering --------------------------------------------------------------------------
+# Windows are an int64 table (O, K) of flat positions over the pooled axes (−1 in the padding),
+# built once from the static shapes; kernels see x as (S, R) and y as (O, R), R = the kept
+# trailing axes, so one source serves every rank and size.
+
+
+def _pool_table(shape, a) -> tuple[np.ndarray, int]:
+    d = len(a["pool"])
+    tab = window_table(shape[:d], a["pool"], a["stride"], (1,) * d, a["padding"])
+    return tab, math.prod(shape[:d])
+
+
+def _window_divisor(tab: np.ndarray, a, dtype: str) -> np.ndarray:
+    """What each window's sum is divided by: the pool size, or the elements of x it holds."""
+    count = np.full(tab.shape[0], tab.shape[1]) if a["count_pad"] else (tab >= 0).sum(axis=1)
+    return count.astype(np_dtype(dtype))
+
+
+def _check_flat(op: str, idx: np.ndarray, lo: int, n: int) -> None:
+    """Indices must be in [lo, n) (gather_flat, like NumPy, counts negative ones from the end)."""
+    if idx.size and (idx.min() < lo or idx.max() >= n):
+        bad = idx[(idx < lo) | (idx >= n)]
+        raise ShapeError(f"{op}: indices must be in [{lo}, {n}), got {bad[:5].tolist()}")
+
+
+# the first maximum in window order wins (np.argmax), NaN included; padding never does
+_MAXPOOL = """def kernel(y, idx, x, tab):
+    R = x.shape[1]
+    for o in LOOP(tab.shape[0]):
+        first = True
+        for k in range(tab.shape[1]):
+            s = tab[o, k]
+            if s < 0:
+                continue
+            if first:
+                for r in range(R):
+                    y[o, r] = x[s, r]
+                    idx[o, r] = s * R + r
+                first = False
+            else:
+                for r in range(R):
+                    v = x[s, r]
+                    m = y[o, r]
+                    if v > m or (v != v and m == m):
+                        y[o, r] = v
+                        idx[o, r] = s * R + r
+    return 0
+"""
+
+# serial: repeated indices accumulate
+_MAXUNPOOL = """def kernel(y, x, idx):
+    n = y.shape[0]
+    for j in range(n):
+        y[j] = 0
+    for j in range(x.shape[0]):
+        i = idx[j]
+        y[i] += x[j]
+    return 0
+"""
+
+_GATHER_FLAT = """def kernel(y, x, idx):
+    n = x.shape[0]
+    for j in LOOP(y.shape[0]):
+        i = idx[j]
+        y[j] = x[i + n if i < 0 else i]
+    return 0
+"""
+
+_AVGPOOL = """def kernel(y, x, tab, div):
+    for o in LOOP(tab.shape[0]):
+        for r in range(y.shape[1]):
+            y[o, r] = 0
+        for k in range(tab.shape[1]):
+            s = tab[o, k]
+            if s >= 0:
+                for r in range(y.shape[1]):
+                    y[o, r] += x[s, r]
+        for r in range(y.shape[1]):
+            y[o, r] = y[o, r] / div[o]
+    return 0
+"""
+
+# x̄[s] = Σ ȳ[o] / div[o] over the windows o that hold s: a gather, race-free
+_AVGPOOL_BACKWARD = """def kernel(xb, gy, ptr, ent, K, div):
+    for s in LOOP(xb.shape[0]):
+        for r in range(xb.shape[1]):
+            xb[s, r] = 0
+        for e in range(ptr[s], ptr[s + 1]):
+            o = ent[e] // K
+            for r in range(xb.shape[1]):
+                xb[s, r] += gy[o, r] / div[o]
+    return 0
+"""

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from .base import OpDef, Sample, register, require_float
+from .base import Lowering, OpDef, Sample, loop_for, register, require_float
 
 _INT = ("i64", "i32")
 
@@ -51,6 +51,18 @@ class Split(OpDef):
                  for o, ct in zip(node.outputs, cts, strict=True)]
         g = b.emit("concatenate", *parts, axis=node.attrs["axis"])
         return [b.relabel(g, node.inputs[0].fmt)]
+
+    def lower_numba(self, node):
+        x, axis = node.inputs[0], node.attrs["axis"]
+        p, q = _around(x.shape, axis)
+        bounds = np.cumsum((0,) + node.attrs["sizes"]).tolist()
+        blocks = list(zip(bounds[:-1], bounds[1:]))
+
+        def call(kernel, ins, outs):
+            xv = ins[0].reshape(p, x.shape[axis], q)
+            for y, (a, c) in zip(outs, blocks):
+                np.copyto(y.reshape(p, c - a, q), xv[:, a:c])
+        return Lowering(call)
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(5, 3))], {"axis": 0, "sizes": (2, 3)}),
@@ -94,6 +106,16 @@ class Embed(OpDef):
         g = b.emit("embed_backward", cts[0], x, num_words=w.shape[1], axis=node.attrs["axis"])
         return [None, g]
 
+    def lower_numba(self, node):
+        x, w = node.inputs
+        p, q = _around(x.shape, node.attrs["axis"])
+        ys = (p, w.shape[0], q)
+
+        def call(kernel, ins, outs):
+            _check_indices(self.name, ins[0], w.shape[1])
+            kernel(outs[0].reshape(ys), ins[0].reshape(p, q), ins[1])
+        return Lowering(call, _EMBED.replace("LOOP", loop_for(node.out.type.size)))
+
     def samples(self, rng):
         return [Sample([rng.integers(0, 4, size=(1, 3, 2)), rng.normal(size=(2, 4))],
                        {"axis": 0}, nondiff=(0,)),
@@ -133,6 +155,46 @@ class EmbedBackward(OpDef):
         ct, x = node.inputs
         return [b.emit("embed", x, cts[0], axis=node.attrs["axis"]), None]
 
+    def lower_numba(self, node):
+        ct, x = node.inputs
+        axis = node.attrs["axis"]
+        p, q = _around(x.shape, axis)
+        cs, num_words = (p, ct.shape[axis], q), node.attrs["num_words"]
+
+        def call(kernel, ins, outs):
+            _check_indices(self.name, ins[1], num_words)
+            kernel(outs[0], ins[0].reshape(cs), ins[1].reshape(p, q))
+        return Lowering(call, _EMBED_BACKWARD)
+
     def samples(self, rng):
         return [Sample([rng.normal(size=(2, 3, 2)), rng.integers(0, 4, size=(1, 3, 2))],
                        {"num_words": 4, "axis": 0}, nondiff=(1,))]
+
+
+# --- Numba lowering: arrays seen as (P, axis, Q) around the embedding / split axis ------------
+
+
+def _around(shape, axis: int) -> tuple[int, int]:
+    return (int(np.prod(shape[:axis], dtype=np.int64)),
+            int(np.prod(shape[axis + 1:], dtype=np.int64)))
+
+
+_EMBED = """def kernel(y, idx, w):
+    for p in LOOP(y.shape[0]):
+        for d in range(y.shape[1]):
+            for q in range(y.shape[2]):
+                y[p, d, q] = w[d, idx[p, q]]
+    return 0
+"""
+
+# serial: repeated indices accumulate
+_EMBED_BACKWARD = """def kernel(g, ct, idx):
+    for d in range(g.shape[0]):
+        for k in range(g.shape[1]):
+            g[d, k] = 0
+    for p in range(ct.shape[0]):
+        for d in range(ct.shape[1]):
+            for q in range(ct.shape[2]):
+                g[d, idx[p, q]] += ct[p, d, q]
+    return 0
+"""

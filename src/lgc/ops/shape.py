@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import FormatError, ShapeError
 from ..ir.types import TensorType, result_dtype
-from .base import OpDef, Sample, register, same_type_input
+from .base import Lowering, OpDef, Sample, register, same_type_input
 
 
 def _ints(xs) -> tuple[int, ...]:
@@ -119,6 +119,10 @@ class BroadcastTo(OpDef):
         x = node.inputs[0]
         return [b.relabel(b.sum_to(cts[0], x.shape), x.fmt)]
 
+    def lower_numba(self, node):
+        # a NumPy strided copy of the broadcast view, straight into the planned buffer
+        return Lowering(lambda kernel, ins, outs: np.copyto(outs[0], ins[0]))
+
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 1))], {"shape": (2, 3, 4)})]
 
@@ -214,8 +218,27 @@ class Concatenate(OpDef):
             start = stop
         return out
 
+    def lower_numba(self, node):
+        axis = node.attrs["axis"]
+        shape = node.out.shape
+        p, q = int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis + 1:],
+                                                                          dtype=np.int64))
+        bounds = np.cumsum([0] + [x.shape[axis] for x in node.inputs]).tolist()
+        blocks = list(zip(bounds[:-1], bounds[1:]))
+
+        def call(kernel, ins, outs):
+            y = outs[0].reshape(p, shape[axis], q)
+            for x, (a, c) in zip(ins, blocks):
+                np.copyto(y[:, a:c], x.reshape(p, c - a, q))
+        return Lowering(call)
+
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 2)), rng.normal(size=(3, 4))], {"axis": 1})]
+
+
+def _selection(attrs) -> tuple[slice, ...]:
+    return tuple(slice(a, o, s) for a, o, s in zip(attrs["starts"], attrs["stops"],
+                                                   attrs["steps"]))
 
 
 def _slice_shape(shape, starts, stops, steps):
@@ -249,6 +272,10 @@ class Slice(OpDef):
         x = node.inputs[0]
         return [b.emit("unslice", cts[0], shape=x.shape, **node.attrs)]
 
+    def lower_numba(self, node):
+        sel = _selection(node.attrs)
+        return Lowering(lambda kernel, ins, outs: np.copyto(outs[0], ins[0][sel]))
+
     def samples(self, rng):
         return [Sample([rng.normal(size=(5, 4))],
                        {"starts": (1, 0), "stops": (5, 4), "steps": (2, 3)})]
@@ -279,6 +306,14 @@ class Unslice(OpDef):
     def vjp(self, b, node, cts):
         a = node.attrs
         return [b.emit("slice", cts[0], starts=a["starts"], stops=a["stops"], steps=a["steps"])]
+
+    def lower_numba(self, node):
+        sel = _selection(node.attrs)
+
+        def call(kernel, ins, outs):
+            outs[0].fill(0)
+            outs[0][sel] = ins[0]
+        return Lowering(call)
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(2, 2))],

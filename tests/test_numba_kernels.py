@@ -1,0 +1,229 @@
+"""The Numba lowerings of conv, pooling, padding, embedding, windowed sums and copying shape ops
+against the reference interpreter, on option combinations beyond the ops' samples, in float32
+and float64; kernels reused across batch sizes; a LeNet loss+gradient with no NumPy fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lgc
+from conftest import TOLERANCE, emit_inputs
+from lgc.backend.numba import NumbaExecutable
+from lgc.backend.reference import run_graph
+from lgc.errors import ShapeError
+from lgc.ir.core import Builder, Graph
+from lgc.ir.types import TensorType, dtype_name
+from lgc.ops import get_op
+
+RNG = np.random.default_rng(7)
+
+
+def _conv_out(x, w, **geom):
+    types = [TensorType(dtype_name(a.dtype), a.shape) for a in (x, w)]
+    return get_op("conv").infer(types, **get_op("conv").normalize_attrs(geom))[0].shape
+
+
+def _geom(stride, dilation, padding):
+    return {"stride": stride, "dilation": dilation, "padding": padding}
+
+
+# (x shape, w shape, geometry): 1-D/2-D/3-D, strides, dilation, asymmetric padding, groups;
+# channel products below and above DIRECT_MAX_CHANNELS take both forward kernels
+CONV = [
+    ((9, 2, 3), (3, 2, 4, 1), _geom((2,), (1,), ((1, 2),))),
+    ((6, 5, 4, 2), (3, 2, 2, 3, 2), _geom((1, 2), (2, 1), ((1, 1), (0, 2)))),
+    ((6, 7, 12, 2), (3, 2, 6, 8, 2), _geom((2, 1), (1, 2), ((1, 0), (2, 1)))),
+    ((7, 6, 3, 3), (3, 3, 3, 16, 1), _geom((1, 1), (1, 1), ((1, 1), (1, 1)))),
+    ((4, 5, 3, 2, 2), (2, 2, 2, 2, 3, 1), _geom((1, 2, 1), (1, 1, 2), ((0, 1), (1, 0), (1, 1)))),
+    ((3, 4, 3, 8, 2), (2, 2, 2, 4, 9, 2), _geom((2, 1, 1), (1, 1, 1), ((0, 0), (1, 1), (0, 1)))),
+]
+
+
+def _conv_cases():
+    for k, (xs, ws, geom) in enumerate(CONV):
+        x, w = RNG.normal(size=xs), RNG.normal(size=ws)
+        gy = RNG.normal(size=_conv_out(x, w, **geom))
+        d = len(ws) - 3
+        yield pytest.param("conv", [x, w], geom, id=f"conv{k}")
+        yield pytest.param("conv_backward_input", [gy, w], {**geom, "in_size": xs[:d]},
+                           id=f"conv_backward_input{k}")
+        yield pytest.param("conv_backward_weights", [x, gy],
+                           {**geom, "kernel": ws[:d], "groups": ws[-1]},
+                           id=f"conv_backward_weights{k}")
+
+
+def _distinct(*shape):
+    """Values 1 apart in random order: max pooling has no ties."""
+    return RNG.permutation(int(np.prod(shape))).reshape(shape) + 0.1 * RNG.random(shape)
+
+
+POOLS = [
+    ((6, 3, 2), {"pool": (2,), "stride": (2,), "padding": ((0, 1),)}),
+    ((7, 6, 2, 3), {"pool": (3, 2), "stride": (2, 1), "padding": ((1, 1), (0, 1))}),
+    ((4, 5, 4, 2, 2), {"pool": (2, 3, 2), "stride": (1, 2, 2), "padding": ((1, 0), (1, 1),
+                                                                        (0, 1))}),
+]
+
+
+def _pool_cases():
+    for k, (shape, a) in enumerate(POOLS):
+        yield pytest.param("maxpool", [_distinct(*shape)], a, id=f"maxpool{k}")
+        for count_pad in (True, False):
+            b = {**a, "count_pad": count_pad}
+            types = [TensorType("f64", shape)]
+            out = get_op("avgpool").infer(types, **get_op("avgpool").normalize_attrs(b))[0]
+            d = len(a["pool"])
+            yield pytest.param("avgpool", [RNG.normal(size=shape)], b, id=f"avgpool{k}{count_pad}")
+            yield pytest.param("avgpool_backward", [RNG.normal(size=out.shape)],
+                               {**b, "in_size": shape[:d]}, id=f"avgpool_backward{k}{count_pad}")
+    idx = np.array([[0, 5, 7, 11], [11, 5, 2, 3]])  # repeats accumulate
+    yield pytest.param("maxunpool", [RNG.normal(size=(2, 4)), idx], {"shape": (3, 4)},
+                       id="maxunpool")
+    yield pytest.param("gather_flat", [RNG.normal(size=(3, 4)), idx - 1], {},
+                       id="gather_flat")  # -1: the last element, as in NumPy
+
+
+def _pad_cases():
+    modes = ["constant", "replicate", "symmetric-include-edge", "symmetric-exclude-edge",
+             "circular"]
+    for mode in modes:
+        pads = ((2, 1), (1, 3), (0, 0), (0, 0))
+        value = {"value": -1.5} if mode == "constant" else {}
+        yield pytest.param("pad", [RNG.normal(size=(4, 5, 2, 3))],
+                           {"pads": pads, "mode": mode, **value}, id=f"pad-{mode}")
+        yield pytest.param("pad_adjoint", [RNG.normal(size=(7, 9, 2, 3))],
+                           {"pads": pads, "mode": mode}, id=f"pad_adjoint-{mode}")
+    yield pytest.param("pad", [RNG.normal(size=(3, 4))], {"pads": ((0, 0), (5, 6)),
+                                                         "mode": "circular"}, id="pad-last-axis")
+    yield pytest.param("pad", [RNG.normal(size=(3, 4))], {"pads": ((0, 0), (0, 0))},
+                       id="pad-none")
+
+
+def _other_cases():
+    yield pytest.param("embed", [RNG.integers(0, 5, size=(2, 1, 3)), RNG.normal(size=(4, 5))],
+                       {"axis": 1}, id="embed")
+    yield pytest.param("embed_backward", [RNG.normal(size=(2, 4, 3)),
+                                          np.array([[[0, 2, 2]], [[4, 0, 2]]])],
+                       {"num_words": 5, "axis": 1}, id="embed_backward")
+    for k, (shape, axis, before, after) in enumerate([((3, 7, 2), 1, 2, 1), ((5, 4), 0, 0, 3),
+                                                     ((2, 6), 1, 9, 9)]):
+        yield pytest.param("channel_window_sum", [RNG.normal(size=shape)],
+                           {"axis": axis, "before": before, "after": after}, id=f"cws{k}")
+    yield pytest.param("split", [RNG.normal(size=(3, 7, 2))], {"axis": 1, "sizes": (2, 4, 1)},
+                       id="split")
+    yield pytest.param("concatenate", [RNG.normal(size=(2, 3, 2)), RNG.normal(size=(2, 1, 2))],
+                       {"axis": 1}, id="concatenate")
+    yield pytest.param("broadcast_to", [RNG.normal(size=(3, 1))], {"shape": (2, 3, 4)},
+                       id="broadcast_to")
+    sl = {"starts": (1, 0, 1), "stops": (5, 3, 4), "steps": (2, 1, 2)}
+    yield pytest.param("slice", [RNG.normal(size=(5, 3, 4))], sl, id="slice")
+    yield pytest.param("unslice", [RNG.normal(size=(2, 3, 2))], {"shape": (5, 3, 4), **sl},
+                       id="unslice")
+    yield pytest.param("fill", [], {"value": 2.5, "shape": (3, 2), "dtype": "DT"}, id="fill")
+    yield pytest.param("constant", [], {"value": np.arange(6.0).reshape(2, 3), "dtype": "DT"},
+                       id="constant")
+
+
+CASES = [*_conv_cases(), *_pool_cases(), *_pad_cases(), *_other_cases()]
+HAS_KERNEL = {"conv", "conv_backward_input", "conv_backward_weights", "pad", "pad_adjoint",
+              "maxpool", "maxunpool", "gather_flat", "avgpool", "avgpool_backward", "embed",
+              "embed_backward", "channel_window_sum"}
+
+
+def _one_op(name, args, attrs, dtype):
+    np_dt = np.float32 if dtype == "f32" else np.float64
+    args = [a.astype(np_dt) if a.dtype.kind == "f" else a for a in args]
+    attrs = {k: dtype if isinstance(v, str) and v == "DT" else v for k, v in attrs.items()}
+    b = Builder(Graph(f"{dtype}_{name}"))
+    xs = emit_inputs(b, args)
+    b.graph.outputs = list(b.emit_node(name, *xs, **attrs).outputs)
+    return b.graph, args
+
+
+@pytest.mark.parametrize("dtype", ["f64", "f32"])
+@pytest.mark.parametrize("name,args,attrs", CASES)
+def test_lowered_op_matches_reference(name, args, attrs, dtype):
+    g, args = _one_op(name, args, attrs, dtype)
+    exe = NumbaExecutable(g)
+    assert exe.stats["numpy_steps"] == []  # the lowering ran, not the op's `ref`
+    assert (len(exe.kernels) == 1) == (name in HAS_KERNEL)
+    want = run_graph(g, args)
+    for _ in range(2):  # a second call reuses the scratch buffers
+        got = exe(args)
+        for k, (u, v) in enumerate(zip(got, want)):
+            assert u.shape == v.shape and u.dtype == v.dtype, (k, u.shape, v.shape)
+            if v.dtype.kind == "f":
+                np.testing.assert_allclose(u, v, **TOLERANCE[dtype], err_msg=f"output {k}")
+            else:
+                np.testing.assert_array_equal(u, v, err_msg=f"output {k}")
+
+
+def test_bad_indices_raise_shape_error():
+    g, args = _one_op("gather_flat", [np.ones((2, 2)), np.array([0, 4])], {}, "f64")
+    with pytest.raises(ShapeError, match="gather_flat"):
+        NumbaExecutable(g)(args)
+    g, args = _one_op("embed", [np.array([[0, 3]]), np.ones((2, 3))], {"axis": 0}, "f64")
+    with pytest.raises(ShapeError, match="embed"):
+        NumbaExecutable(g)(args)
+    g, args = _one_op("maxunpool", [np.ones(2), np.array([0, -1])], {"shape": (3,)}, "f64")
+    with pytest.raises(ShapeError, match="maxunpool"):
+        NumbaExecutable(g)(args)
+
+
+def test_random_uniform_stays_impure_and_follows_rng():
+    for dtype in ("f32", "f64"):
+        g, _ = _one_op("random_uniform", [], {"shape": (3, 4), "dtype": dtype}, dtype)
+        exe = NumbaExecutable(g)
+        lgc.rng(5)
+        (a,), (b,) = exe([]), exe([])
+        assert a.dtype == np.dtype(np.float32 if dtype == "f32" else np.float64)
+        assert not np.array_equal(a, b) and 0 <= a.min() and a.max() < 1
+        lgc.rng(5)
+        np.testing.assert_array_equal(exe([])[0], a)
+
+
+def _lenet():
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: (rng.normal(size=s) * 0.2).astype(np.float32)  # noqa: E731
+    params = {"W1": lgc.dlarray(f32(5, 5, 1, 6)), "b1": lgc.dlarray(f32(6, 1)),
+              "W2": lgc.dlarray(f32(5, 5, 6, 16)), "b2": lgc.dlarray(f32(16, 1)),
+              "W3": lgc.dlarray(f32(10, 2 * 2 * 16)), "b3": lgc.dlarray(f32(10, 1))}
+
+    def model_loss(p, X, T):
+        h = lgc.maxpool(lgc.relu(lgc.dlconv(X, p["W1"], p["b1"])), 2, Stride=2)
+        h = lgc.maxpool(lgc.relu(lgc.dlconv(h, p["W2"], p["b2"], Padding="same")), 2, Stride=2)
+        h = lgc.maxpool(h, 2, Stride=2, Padding=1)
+        Y = lgc.softmax(lgc.fullyconnect(h, p["W3"], p["b3"]))
+        loss = lgc.crossentropy(Y, T)
+        return loss, lgc.dlgradient(loss, p)
+
+    def batch(n):
+        X = lgc.dlarray(rng.normal(size=(16, 16, 1, n)).astype(np.float32), "SSCB")
+        T = lgc.dlarray(lgc.onehotencode(rng.integers(0, 10, n), 0, ClassNames=range(10)),
+                        "CB")
+        return X, T
+
+    return model_loss, params, batch
+
+
+def test_lenet_gradient_runs_without_numpy_fallbacks_and_reuses_kernels_across_batches():
+    model_loss, params, batch = _lenet()
+    cf = lgc.compile(model_loss, backend="numba")
+    # batches 2 and 3: the work stays below PARALLEL_MIN_ELEMENTS, so every kernel keeps its
+    # `range` source (crossing it swaps in a `prange` variant, compiled once)
+    X, T = batch(2)
+    first = cf.lower(params, X, T)
+    views = {"reshape", "transpose", "relabel", "stop_gradient"}
+    assert set(first.stats["numpy_steps"]) <= views, first.stats["numpy_steps"]
+    assert {"conv", "conv_backward_weights", "maxpool", "maxunpool"} <= {
+        op for k in first.kernels for op in k.ops}
+    loss, grads = cf(params, X, T)
+    ref_loss, ref_grads = lgc.compile(model_loss, backend="reference")(params, X, T)
+    np.testing.assert_allclose(float(loss), float(ref_loss), **TOLERANCE["f32"])
+    for k in params:
+        np.testing.assert_allclose(np.asarray(grads[k]), np.asarray(ref_grads[k]),
+                                   **TOLERANCE["f32"], err_msg=k)
+    second = cf.lower(params, *batch(3))
+    assert second.stats["cache_misses"] == 0
+    assert second.stats["cache_hits"] == second.stats["n_kernels"] == first.stats["n_kernels"]
