@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.types import TensorType
+from ..ir.types import TensorType, np_dtype
 from .base import Lowering, OpDef, Sample, loop_for, register
 
 
@@ -19,9 +19,11 @@ class _Update(OpDef):
     differentiable = False
     n_arrays = 0  # leading array inputs; the rest are 0-d hyperparameters
     n_hyper = 0
-    # the body of the kernel's loop over i: reads the arrays at i, writes the outputs at i
-    body = ""
-    prelude = ""  # scalar set-up before the loop
+    # the body of the kernel's loop over i: reads the arrays at i, writes the outputs at i;
+    # `scalar_names` are the values `kernel_scalars` derives from the hyperparameters
+    body: list[str] = []
+    arg_names: list[str] = []
+    scalar_names: tuple[str, ...] = ()
 
     def infer(self, in_types):
         arrays = in_types[:self.n_arrays]
@@ -35,16 +37,24 @@ class _Update(OpDef):
                              f"hyperparameters, got {len(in_types)} inputs")
         return [TensorType(t0.dtype, t0.shape) for _ in range(self.n_outputs)]
 
+    def kernel_scalars(self, *hyper: float) -> tuple[float, ...]:
+        """The scalars the kernel loop uses, derived once per call from the hyperparameters
+        (in float64, then rounded to the parameters' dtype so the loop stays in it)."""
+        return hyper
+
     def lower_numba(self, node):
-        n_out = self.n_outputs
         size = node.inputs[0].type.size
-        names = ", ".join([f"o{k}" for k in range(n_out)] + self.arg_names)
-        src = (f"def kernel({names}):\n" + "".join(f"    {ln}\n" for ln in self.prelude)
+        dtype = np_dtype(node.inputs[0].dtype).type
+        arrays = self.arg_names[:self.n_arrays]
+        names = [f"o{k}" for k in range(self.n_outputs)] + arrays + list(self.scalar_names)
+        src = (f"def kernel({', '.join(names)}):\n"
                + f"    for i in {loop_for(size)}(o0.shape[0]):\n"
                + "".join(f"        {ln}\n" for ln in self.body) + "    return 0\n")
+        n = self.n_arrays
 
         def call(kernel, ins, outs):
-            kernel(*outs, *ins[:self.n_arrays], *(float(h) for h in ins[self.n_arrays:]))
+            scalars = self.kernel_scalars(*(float(h) for h in ins[n:]))
+            kernel(*outs, *ins[:n], *(dtype(c) for c in scalars))
         return Lowering(call, src)
 
     def samples(self, rng):
@@ -61,14 +71,19 @@ class AdamUpdate(_Update):
 
     name = "adam_update"
     n_arrays, n_hyper, n_outputs = 4, 5, 3
-    arg_names = ["theta", "g", "m", "v", "lr", "beta1", "beta2", "eps", "t"]
-    prelude = ["step = lr * math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)"]
+    arg_names = ["theta", "g", "m", "v"]
+    scalar_names = ("b1", "c1", "b2", "c2", "step", "eps")
     body = ["gi = g[i]",
-            "mi = beta1 * m[i] + (1.0 - beta1) * gi",
-            "vi = beta2 * v[i] + (1.0 - beta2) * gi * gi",
+            "mi = b1 * m[i] + c1 * gi",
+            "vi = b2 * v[i] + c2 * gi * gi",
             "o1[i] = mi",
             "o2[i] = vi",
-            "o0[i] = theta[i] - step * mi / (math.sqrt(vi) + eps)"]
+            "o0[i] = theta[i] - step * mi / (np.sqrt(vi) + eps)"]
+
+    def kernel_scalars(self, lr, beta1, beta2, eps, t):
+        step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        return beta1, 1 - beta1, beta2, 1 - beta2, step, eps
+
     sample_hyper = (0.01, 0.9, 0.999, 1e-8, 3.0)
 
     def ref(self, theta, g, m, v, lr, beta1, beta2, eps, t):
@@ -86,11 +101,16 @@ class RmspropUpdate(_Update):
 
     name = "rmsprop_update"
     n_arrays, n_hyper, n_outputs = 3, 3, 2
-    arg_names = ["theta", "g", "v", "lr", "rho", "eps"]
+    arg_names = ["theta", "g", "v"]
+    scalar_names = ("lr", "rho", "c", "eps")
     body = ["gi = g[i]",
-            "vi = rho * v[i] + (1.0 - rho) * gi * gi",
+            "vi = rho * v[i] + c * gi * gi",
             "o1[i] = vi",
-            "o0[i] = theta[i] - lr * gi / (math.sqrt(vi) + eps)"]
+            "o0[i] = theta[i] - lr * gi / (np.sqrt(vi) + eps)"]
+
+    def kernel_scalars(self, lr, rho, eps):
+        return lr, rho, 1 - rho, eps
+
     sample_hyper = (0.01, 0.9, 1e-8)
 
     def ref(self, theta, g, v, lr, rho, eps):
@@ -105,7 +125,8 @@ class SgdmUpdate(_Update):
 
     name = "sgdm_update"
     n_arrays, n_hyper, n_outputs = 3, 2, 2
-    arg_names = ["theta", "g", "vel", "lr", "mu"]
+    arg_names = ["theta", "g", "vel"]
+    scalar_names = ("lr", "mu")
     body = ["veli = mu * vel[i] - lr * g[i]",
             "o1[i] = veli",
             "o0[i] = theta[i] + veli"]
