@@ -450,3 +450,174 @@ def test_layer_graph_of_a_graph_is_a_copy():
     lg2 = layerGraph(lg)
     assert isinstance(lg2, LayerGraph) and lg2.graph is not lg.graph
     assert lg2.Connections.Source == lg.Connections.Source
+
+
+# --- real layers: networks equal the same model written with the MATLAB functions ------------
+
+from lgc.layers import (  # noqa: E402
+    additionLayer,
+    batchNormalizationLayer,
+    convolution2dLayer,
+    fullyConnectedLayer,
+    globalAveragePooling2dLayer,
+    imageInputLayer,
+    maxPooling2dLayer,
+    maxUnpooling2dLayer,
+    reluLayer,
+    softmaxLayer,
+)
+
+
+def cbr_net():
+    lgc.rng(11)
+    return dlnetwork([imageInputLayer([6, 6, 2], Normalization="none", Name="in"),
+                      convolution2dLayer(3, 4, Padding="same", Name="conv"),
+                      batchNormalizationLayer(Name="bn"), reluLayer(Name="relu"),
+                      maxPooling2dLayer(2, Stride=2, Name="pool"),
+                      fullyConnectedLayer(3, Name="fc"), softmaxLayer(Name="sm")])
+
+
+def cbr_model(p, s, x, training):
+    y = lgc.dlconv(x, p["conv/Weights"], p["conv/Bias"], Padding="same")
+    if training:
+        y, m, v = lgc.batchnorm(y, p["bn/Offset"], p["bn/Scale"], s["bn/TrainedMean"],
+                                s["bn/TrainedVariance"])
+        s = {"bn/TrainedMean": m, "bn/TrainedVariance": v}
+    else:
+        y = lgc.batchnorm(y, p["bn/Offset"], p["bn/Scale"], s["bn/TrainedMean"],
+                          s["bn/TrainedVariance"], Training=False)
+    y = lgc.maxpool(lgc.relu(y), 2, Stride=2)
+    return lgc.softmax(lgc.fullyconnect(y, p["fc/Weights"], p["fc/Bias"])), s
+
+
+def residual_net():
+    lgc.rng(12)
+    lg = layerGraph([imageInputLayer([5, 5, 3], Normalization="none", Name="in"),
+                     convolution2dLayer(3, 4, Padding="same", Name="c1"),
+                     batchNormalizationLayer(Name="bn1"), reluLayer(Name="r1"),
+                     convolution2dLayer(3, 4, Padding="same", Name="c2"),
+                     batchNormalizationLayer(Name="bn2"), additionLayer(2, Name="add"),
+                     reluLayer(Name="r2"), globalAveragePooling2dLayer(Name="gap"),
+                     fullyConnectedLayer(3, Name="fc"), softmaxLayer(Name="sm")])
+    return dlnetwork(lg.connectLayers("r1", "add/in2"))
+
+
+def residual_model(p, s, x, training):
+    new = {}
+
+    def bn(y, k):
+        if not training:
+            return lgc.batchnorm(y, p[f"{k}/Offset"], p[f"{k}/Scale"], s[f"{k}/TrainedMean"],
+                                 s[f"{k}/TrainedVariance"], Training=False)
+        y, new[f"{k}/TrainedMean"], new[f"{k}/TrainedVariance"] = lgc.batchnorm(
+            y, p[f"{k}/Offset"], p[f"{k}/Scale"], s[f"{k}/TrainedMean"],
+            s[f"{k}/TrainedVariance"])
+        return y
+
+    r1 = lgc.relu(bn(lgc.dlconv(x, p["c1/Weights"], p["c1/Bias"], Padding="same"), "bn1"))
+    y = bn(lgc.dlconv(r1, p["c2/Weights"], p["c2/Bias"], Padding="same"), "bn2")
+    y = lgc.avgpool(lgc.relu(y + r1), "global")
+    return lgc.softmax(lgc.fullyconnect(y, p["fc/Weights"], p["fc/Bias"])), new or s
+
+
+def as_dict(table):
+    return {f"{la}/{pa}": v for la, pa, v in table}
+
+
+def net_loss(net, x, t):
+    y, state = forward(net, x)
+    loss = lgc.crossentropy(y, t)
+    return loss, lgc.dlgradient(loss, net.Learnables), state, y
+
+
+def model_loss(model, p, s, x, t):
+    y, state = model(p, s, x, True)
+    loss = lgc.crossentropy(y, t)
+    return loss, lgc.dlgradient(loss, p), state, y
+
+
+def batch(h, c, n=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = lgc.dlarray(rng.normal(size=(h, h, c, n)).astype(np.float32), "SSCB")
+    t = lgc.dlarray(np.eye(k, dtype=np.float32)[:, rng.integers(0, k, n)], "CB")
+    return x, t
+
+
+@pytest.mark.parametrize("make, model, h, c", [(cbr_net, cbr_model, 6, 2),
+                                               (residual_net, residual_model, 5, 3)],
+                         ids=["conv_bn_relu_pool_fc_softmax", "residual"])
+def test_network_equals_model_function(make, model, h, c):
+    net = make()
+    x, t = batch(h, c)
+    loss, grads, state, y = lgc.dlfeval(net_loss, net, x, t)
+    p, s = as_dict(net.Learnables), as_dict(net.State)
+    loss2, grads2, state2, y2 = lgc.dlfeval(lambda p, s, x, t: model_loss(model, p, s, x, t),
+                                            p, s, x, t)
+    tol = {"rtol": 1e-5, "atol": 1e-6}
+    np.testing.assert_allclose(np.asarray(y), np.asarray(y2), **tol)
+    np.testing.assert_allclose(float(loss), float(loss2), **tol)
+    for (la, pa, g) in grads:
+        np.testing.assert_allclose(np.asarray(g), np.asarray(grads2[f"{la}/{pa}"]), **tol,
+                                   err_msg=f"{la}/{pa}")
+    for (la, pa, v) in state:
+        np.testing.assert_allclose(np.asarray(v), np.asarray(state2[f"{la}/{pa}"]), **tol)
+    # predict (trained statistics) equals the model function in inference mode
+    net.State = state
+    yp, _ = model(p, as_dict(state), x, False)
+    np.testing.assert_allclose(np.asarray(predict(net, x)), np.asarray(yp), **tol)
+
+
+def test_real_network_provenance_names_every_layer():
+    net = residual_net()
+    x, t = batch(5, 3)
+    prog = lgc.trace(net_loss, net, x, t)
+    names = {la.Name for la in net.Layers}
+    fwd = [n for n in prog.graph.nodes if not n.prov.startswith(("vjp(", "dlgradient"))]
+    layer_nodes = [n for n in fwd if n.prov in names]
+    assert {n.prov for n in layer_nodes} >= names - {"in"}
+    assert all(n.prov in names | {"crossentropy", ""} for n in fwd), \
+        {n.prov for n in fwd} - names
+
+
+def test_unpooling_ports_and_indices_tap():
+    lgc.rng(2)
+    lg = layerGraph([imageInputLayer([4, 4, 1], Normalization="none", Name="in"),
+                     maxPooling2dLayer(2, Stride=2, HasUnpoolingOutputs=True, Name="mp"),
+                     maxUnpooling2dLayer(Name="up")])
+    lg = lg.connectLayers("mp/indices", "up/indices").connectLayers("mp/size", "up/size")
+    assert lg.Connections.Source == ["in", "mp/out", "mp/indices", "mp/size"]
+    net = dlnetwork(lg)
+    assert net.OutputNames == ["up"]
+    x = lgc.dlarray(np.arange(16, dtype=np.float32).reshape(4, 4, 1, 1), "SSCB")
+    y, idx = predict(net, x, Outputs=["up", "mp/indices"])
+    _, idx2, _ = lgc.maxpool(x, 2, Stride=2, ReturnIndices=True)
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(idx2))
+    assert float(lgc.sum(y)) == float(lgc.sum(lgc.maxpool(x, 2, Stride=2)))
+
+
+def test_cbr_network_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    net = cbr_net()
+    x, t = batch(6, 2)
+    loss, grads, state, y = lgc.dlfeval(net_loss, net, x, t)
+    p = {k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
+         for k, v in as_dict(net.Learnables).items()}
+    xt = torch.tensor(np.asarray(x).transpose(3, 2, 0, 1), dtype=torch.float64)  # NCHW
+    z = torch.nn.functional.conv2d(xt, p["conv/Weights"].permute(3, 2, 0, 1),
+                                   p["conv/Bias"].reshape(-1), padding=1)
+    z = torch.nn.functional.batch_norm(z, torch.zeros(4, dtype=torch.float64),
+                                       torch.ones(4, dtype=torch.float64),
+                                       p["bn/Scale"].reshape(-1), p["bn/Offset"].reshape(-1),
+                                       training=True, eps=1e-5)
+    z = torch.nn.functional.max_pool2d(torch.relu(z), 2, 2)
+    # MATLAB flattens an observation with the first S fastest and C slowest: (N, C, W, H)
+    z = z.permute(0, 1, 3, 2).reshape(z.shape[0], -1)
+    z = torch.softmax(z @ p["fc/Weights"].T + p["fc/Bias"].reshape(-1), dim=1)
+    tt = torch.tensor(np.asarray(t).T, dtype=torch.float64)
+    lt = -(tt * torch.log(z)).sum() / z.shape[0]
+    lt.backward()
+    np.testing.assert_allclose(np.asarray(y).T, z.detach().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(loss), lt.item(), rtol=1e-5)
+    for la, pa, g in grads:
+        np.testing.assert_allclose(np.asarray(g), p[f"{la}/{pa}"].grad.numpy(), rtol=1e-3,
+                                   atol=1e-5, err_msg=f"{la}/{pa}")

@@ -221,7 +221,8 @@ def _outputs_by_port(layer, outs) -> dict:
 
 
 def propagate(lg, plan: Plan, issues: list[Issue], examples, given=None) -> None:
-    """Run each layer's initialize + forward on symbolic inputs of batch 1; fills the plan's
+    """Run each layer's initialize + forward, in one trace, on symbolic network inputs of batch
+    1 and symbolic parameters, each layer on its sources' actual outputs; fills the plan's
     types and parameters (`given[name] = (learnables, state)` skips initialize)."""
     layer = lg._layer
     ex_types = {}
@@ -237,29 +238,33 @@ def propagate(lg, plan: Plan, issues: list[Issue], examples, given=None) -> None
     def sym(t: TensorType, name: str) -> DLArray:
         return DLArray._symbolic(tr.builder.input(t, name), tr)
 
+    values: dict = {}  # (layer, port) -> the traced (or, like maxpool's size, known) output
     with tr:
         for n in plan.order:
             la = layer(n)
             if is_input_layer(la):
                 t = ex_types.get((n, None), la.input_type())
-                in_types = [t] if t is not None else None
+                ins = [sym(t, f"{n}/in")] if t is not None else None
             else:
-                in_types = []
+                ins = []
                 for p, src in zip(la.InputNames, plan.sources[n]):
-                    t = plan.out_types.get(src) if src is not None else ex_types.get((n, p))
-                    in_types.append(t)
-                if any(t is None for t in in_types):
-                    in_types = None
-            if in_types is None:
+                    if src is not None:
+                        ins.append(values.get(src))
+                    else:
+                        t = ex_types.get((n, p))
+                        ins.append(sym(t, f"{n}/{p}") if t is not None else None)
+                if any(x is None for x in ins):
+                    ins = None
+            if ins is None:
                 continue
+            in_types = [_value_type(x) for x in ins]
             plan.in_types[n] = in_types
             try:
                 lp, sp = given[n] if given and n in given else la.initialize(in_types, rng)
-                xs = [sym(t, f"{n}/in{k}") for k, t in enumerate(in_types)]
                 lsym = {k: sym(_param_type(v), f"{n}/{k}") for k, v in lp.items()}
                 ssym = {k: sym(_param_type(v), f"{n}/{k}") for k, v in sp.items()}
                 with tr.builder.provenance(n):
-                    outs, _ = la.forward(xs, lsym, ssym, False)
+                    outs, _ = la.forward(ins, lsym, ssym, False)
                 outs = _outputs_by_port(la, outs)
                 missing = [p for p in la.OutputNames if p not in outs]
                 if missing:
@@ -272,10 +277,16 @@ def propagate(lg, plan: Plan, issues: list[Issue], examples, given=None) -> None
                 continue
             plan.params[n] = (lp, sp)
             for p in la.OutputNames:
-                o = outs[p]
-                plan.out_types[(n, p)] = o._type if isinstance(o, DLArray) else TensorType(
-                    dtype_name(np.asarray(o).dtype), np.shape(o))
+                values[(n, p)] = outs[p]
+                plan.out_types[(n, p)] = _value_type(outs[p])
     plan.typed = all(n in plan.params for n in plan.order)
+
+
+def _value_type(v) -> TensorType:
+    if isinstance(v, DLArray):
+        return v._type
+    a = np.asarray(v)
+    return TensorType(dtype_name(a.dtype, "layer output"), a.shape)
 
 
 def _param_type(v) -> TensorType:
