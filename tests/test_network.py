@@ -595,24 +595,15 @@ def test_unpooling_ports_and_indices_tap():
     assert float(lgc.sum(y)) == float(lgc.sum(lgc.maxpool(x, 2, Stride=2)))
 
 
-def test_cbr_network_matches_pytorch():
+def torch_check(net, x, t, torch_model):
+    """Loss, outputs and gradients of `net` against a PyTorch float64 model with copied
+    weights (lgc's SSCB input is passed to PyTorch as NCHW)."""
     torch = pytest.importorskip("torch")
-    net = cbr_net()
-    x, t = batch(6, 2)
-    loss, grads, state, y = lgc.dlfeval(net_loss, net, x, t)
+    loss, grads, _, y = lgc.dlfeval(net_loss, net, x, t)
     p = {k: torch.tensor(np.asarray(v), dtype=torch.float64, requires_grad=True)
          for k, v in as_dict(net.Learnables).items()}
-    xt = torch.tensor(np.asarray(x).transpose(3, 2, 0, 1), dtype=torch.float64)  # NCHW
-    z = torch.nn.functional.conv2d(xt, p["conv/Weights"].permute(3, 2, 0, 1),
-                                   p["conv/Bias"].reshape(-1), padding=1)
-    z = torch.nn.functional.batch_norm(z, torch.zeros(4, dtype=torch.float64),
-                                       torch.ones(4, dtype=torch.float64),
-                                       p["bn/Scale"].reshape(-1), p["bn/Offset"].reshape(-1),
-                                       training=True, eps=1e-5)
-    z = torch.nn.functional.max_pool2d(torch.relu(z), 2, 2)
-    # MATLAB flattens an observation with the first S fastest and C slowest: (N, C, W, H)
-    z = z.permute(0, 1, 3, 2).reshape(z.shape[0], -1)
-    z = torch.softmax(z @ p["fc/Weights"].T + p["fc/Bias"].reshape(-1), dim=1)
+    xt = torch.tensor(np.asarray(x).transpose(3, 2, 0, 1), dtype=torch.float64)
+    z = torch.softmax(torch_model(torch, p, xt), dim=1)
     tt = torch.tensor(np.asarray(t).T, dtype=torch.float64)
     lt = -(tt * torch.log(z)).sum() / z.shape[0]
     lt.backward()
@@ -621,3 +612,33 @@ def test_cbr_network_matches_pytorch():
     for la, pa, g in grads:
         np.testing.assert_allclose(np.asarray(g), p[f"{la}/{pa}"].grad.numpy(), rtol=1e-3,
                                    atol=1e-5, err_msg=f"{la}/{pa}")
+
+
+def torch_conv_bn(torch, p, z, conv, bn):
+    f = torch.nn.functional
+    z = f.conv2d(z, p[f"{conv}/Weights"].permute(3, 2, 0, 1), p[f"{conv}/Bias"].reshape(-1),
+                 padding=1)
+    c = z.shape[1]
+    return f.batch_norm(z, torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64),
+                        p[f"{bn}/Scale"].reshape(-1), p[f"{bn}/Offset"].reshape(-1),
+                        training=True, eps=1e-5)
+
+
+def test_cbr_network_matches_pytorch():
+    def model(torch, p, x):
+        z = torch.nn.functional.max_pool2d(torch.relu(torch_conv_bn(torch, p, x, "conv", "bn")),
+                                           2, 2)
+        # MATLAB flattens an observation with the first S fastest and C slowest: (N, C, W, H)
+        z = z.permute(0, 1, 3, 2).reshape(z.shape[0], -1)
+        return z @ p["fc/Weights"].T + p["fc/Bias"].reshape(-1)
+
+    torch_check(cbr_net(), *batch(6, 2), model)
+
+
+def test_residual_network_matches_pytorch():
+    def model(torch, p, x):
+        r1 = torch.relu(torch_conv_bn(torch, p, x, "c1", "bn1"))
+        z = torch.relu(torch_conv_bn(torch, p, r1, "c2", "bn2") + r1).mean(dim=(2, 3))
+        return z @ p["fc/Weights"].T + p["fc/Bias"].reshape(-1)
+
+    torch_check(residual_net(), *batch(5, 3), model)
