@@ -672,3 +672,64 @@ def test_lstm_traces_inside_dlfeval():
                                rtol=1e-5)
     assert g.shape == (16, 4)
     close(ns["HiddenState"], ens["HiddenState"])
+
+
+TRACED_CASES = [
+    ("conv", lambda: ly.convolution2dLayer(2, 3, Stride=2, Padding=1), [image()]),
+    ("transposed-conv", lambda: ly.transposedConv2dLayer(2, 2, Stride=2), [image()]),
+    ("fc", lambda: ly.fullyConnectedLayer(4), [image()]),
+    ("batchnorm", lambda: ly.batchNormalizationLayer(), [image()]),
+    ("groupnorm", lambda: ly.groupNormalizationLayer("all-channels"), [image()]),
+    ("layernorm", lambda: ly.layerNormalizationLayer(), [seq()]),
+    ("crossnorm", lambda: ly.crossChannelNormalizationLayer(2), [image()]),
+    ("leakyrelu", lambda: ly.leakyReluLayer(), [image()]),
+    ("avgpool", lambda: ly.averagePooling2dLayer(2), [image()]),
+    ("gapool", lambda: ly.globalAveragePooling2dLayer(), [image()]),
+    ("addition", lambda: ly.additionLayer(2), [image(seed=1), image(seed=2)]),
+    ("concat", lambda: ly.concatenationLayer(0, 2), [image(seed=1), image(seed=2)]),
+    ("flatten", lambda: ly.flattenLayer(), [image()]),
+    ("gru", lambda: ly.gruLayer(3), [seq()]),
+    ("embedding", lambda: ly.embeddingLayer(3, 5),
+     [dlarray(np.array([[[0, 4], [1, 2]]], np.float32), "CBT")]),
+    ("imageinput", lambda: ly.imageInputLayer([5, 4, 3], Mean=np.ones(3)), [image()]),
+    ("function", lambda: ly.functionLayer(lambda a: tanh(a) * 2.0), [image()]),
+]
+
+
+@pytest.mark.parametrize("make, xs", [pytest.param(m, x, id=i) for i, m, x in TRACED_CASES])
+def test_forward_traced_in_dlfeval_equals_eager(make, xs):
+    layer = make()
+    params, state = layer.initialize([type_of(x) for x in xs], rng())
+
+    def f(params, state, *xs):
+        outs, new_state = layer.forward(list(xs), params, state, True)
+        loss = lgc.sum(outs[0] * outs[0])
+        grads = dlgradient(loss, params) if params else {}
+        return outs[0], new_state, grads
+
+    y, new_state, grads = dlfeval(f, params, state, *xs)
+    (ey,), e_state = layer.forward(list(xs), params, state, True)
+    assert y.fmt == ey.fmt
+    close(y, ey)
+    assert set(new_state) == set(e_state)
+    for k in new_state:
+        close(new_state[k], e_state[k])
+    assert {k: g.shape for k, g in grads.items()} == {k: v.shape for k, v in params.items()}
+
+
+def test_lstm_state_from_another_batch_size_is_an_error_naming_the_layer():
+    layer = ly.lstmLayer(4, Name="lstm1")
+    (y,), p, s, new = run(layer, seq(n=3))
+    with pytest.raises(ShapeError, match=r"^lstm1 \(LSTM\): lstm: H0 must have 4 elements or "
+                                         r"size \(4, 2\)"):
+        layer.forward([seq(n=2)], p, new, True)
+
+
+def test_dropout_traced_in_dlfeval_draws_a_mask():
+    layer = ly.dropoutLayer(0.5)
+    x = dlarray(np.ones((40, 30), np.float32), "CB")
+    y = dlfeval(lambda x: layer.forward([x], {}, {}, True)[0][0], x)
+    v = extractdata(y)
+    assert set(np.unique(v)) == {0.0, 2.0}
+    yp = dlfeval(lambda x: layer.forward([x], {}, {}, False)[0][0], x)
+    close(yp, x)

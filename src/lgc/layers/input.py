@@ -116,7 +116,8 @@ class _InputLayer(Layer):
         if mode == "none":
             return x
         if mode == "zerocenter":
-            return x - self._broadcastable("Mean", 0.0)
+            # no Mean yet (trainnet computes it): the identity, without a subtraction op
+            return x if self.Mean is None else x - self._broadcastable("Mean", 0.0)
         if mode == "zscore":
             return (x - self._broadcastable("Mean", 0.0)) / self._broadcastable(
                 "StandardDeviation", 1.0)
