@@ -567,6 +567,15 @@ def test_network_equals_model_function(make, model, h, c):
     np.testing.assert_allclose(np.asarray(predict(net, x)), np.asarray(yp), **tol)
 
 
+def test_net_layers_show_the_current_learnables():
+    net = cbr_net()
+    conv = net.Layers[1]
+    assert conv.Name == "conv"
+    np.testing.assert_array_equal(conv.Weights, np.asarray(net.Learnables["conv", "Weights"]))
+    conv.Weights[...] = 0  # a copy: the network is unchanged
+    assert np.any(np.asarray(net.Learnables["conv", "Weights"]) != 0)
+
+
 def test_real_network_provenance_names_every_layer():
     net = residual_net()
     x, t = batch(5, 3)
