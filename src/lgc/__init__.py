@@ -2,6 +2,8 @@
 way: dlarray, dlfeval, dlgradient and the MATLAB functions, traced to an op IR, differentiated
 by source transformation and compiled."""
 
+from . import init
+from .analysis import Issue, NetworkAnalysis, analyzeNetwork
 from .backend import get_backend, set_backend
 from .backend.numba.compile import cache_info, clear_cache
 from .compiler import CompiledFunction, Lowered, compile
@@ -52,26 +54,82 @@ from .functional import (
     softmax,
     tanh,
 )
+from .io import NetworkFileError, load, save
 from .ir.trace import Program
+from .layers import (
+    additionLayer,
+    averagePooling2dLayer,
+    batchNormalizationLayer,
+    concatenationLayer,
+    convolution2dLayer,
+    crossChannelNormalizationLayer,
+    depthConcatenationLayer,
+    dropoutLayer,
+    embeddingLayer,
+    featureInputLayer,
+    flattenLayer,
+    fullyConnectedLayer,
+    functionLayer,
+    globalAveragePooling2dLayer,
+    globalMaxPooling2dLayer,
+    groupNormalizationLayer,
+    gruLayer,
+    imageInputLayer,
+    layerNormalizationLayer,
+    leakyReluLayer,
+    lstmLayer,
+    maxPooling2dLayer,
+    maxUnpooling2dLayer,
+    reluLayer,
+    sequenceInputLayer,
+    sigmoidLayer,
+    softmaxLayer,
+    tanhLayer,
+    transposedConv2dLayer,
+)
+from .network import (
+    DLNetwork,
+    LayerGraph,
+    addLayers,
+    connectLayers,
+    disconnectLayers,
+    dlnetwork,
+    forward,
+    initialize,
+    layerGraph,
+    predict,
+    removeLayers,
+    replaceLayer,
+)
 from .normalization import batchnorm, crosschannelnorm, groupnorm, layernorm
 from .ops.creation import rng
 from .recurrent import embed, gru, lstm
 from .table import Table
+from .train import TrainStep, compile_train_step
 from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
 from .updates import adamupdate, dlupdate, rmspropupdate, sgdmupdate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "adamupdate", "dlupdate", "rmspropupdate", "sgdmupdate",
-    "avgpool", "batchnorm", "crosschannelnorm", "dlconv", "dltranspconv", "embed",
-    "groupnorm", "gru", "layernorm", "lstm", "maxpool", "maxunpool",
-    "CompiledFunction", "Lowered", "cache_info", "clear_cache", "compile",
-    "CompileError", "DLArray", "DTypeError", "FormatError", "GraphError", "LgcError",
-    "Program", "ShapeError", "Table", "TraceError", "abs", "cos", "crossentropy", "dims",
-    "dlarray", "dlfeval", "dlgradient", "dropout", "exp", "extractdata", "finddim",
-    "fullyconnect", "get_backend", "grad", "l2loss", "leakyrelu", "log", "matmul", "max",
-    "maximum", "mean", "min", "minimum", "mse", "onehotdecode", "onehotencode", "relu",
-    "reshape", "rng", "set_backend", "sigmoid", "sin", "softmax", "sqrt", "stripdims", "sum",
-    "tanh", "trace", "value_and_grad", "where",
+    "abs", "adamupdate", "additionLayer", "addLayers", "analyzeNetwork",
+    "averagePooling2dLayer", "avgpool", "batchnorm", "batchNormalizationLayer", "cache_info",
+    "clear_cache", "compile", "compile_train_step", "CompiledFunction", "CompileError",
+    "concatenationLayer", "connectLayers", "convolution2dLayer", "cos", "crosschannelnorm",
+    "crossChannelNormalizationLayer", "crossentropy", "depthConcatenationLayer", "dims",
+    "disconnectLayers", "DLArray", "dlarray", "dlconv", "dlfeval", "dlgradient", "DLNetwork",
+    "dlnetwork", "dltranspconv", "dlupdate", "dropout", "dropoutLayer", "DTypeError", "embed",
+    "embeddingLayer", "exp", "extractdata", "featureInputLayer", "finddim", "flattenLayer",
+    "FormatError", "forward", "fullyconnect", "fullyConnectedLayer", "functionLayer",
+    "get_backend", "globalAveragePooling2dLayer", "globalMaxPooling2dLayer", "grad",
+    "GraphError", "groupnorm", "groupNormalizationLayer", "gru", "gruLayer", "imageInputLayer",
+    "init", "initialize", "Issue", "l2loss", "LayerGraph", "layerGraph", "layernorm",
+    "layerNormalizationLayer", "leakyrelu", "leakyReluLayer", "LgcError", "load", "log",
+    "Lowered", "lstm", "lstmLayer", "matmul", "max", "maximum", "maxpool", "maxPooling2dLayer",
+    "maxunpool", "maxUnpooling2dLayer", "mean", "min", "minimum", "mse", "NetworkAnalysis",
+    "NetworkFileError", "onehotdecode", "onehotencode", "predict", "Program", "relu",
+    "reluLayer", "removeLayers", "replaceLayer", "reshape", "rmspropupdate", "rng", "save",
+    "sequenceInputLayer", "set_backend", "sgdmupdate", "ShapeError", "sigmoid", "sigmoidLayer",
+    "sin", "softmax", "softmaxLayer", "sqrt", "stripdims", "sum", "Table", "tanh", "tanhLayer",
+    "trace", "TraceError", "TrainStep", "transposedConv2dLayer", "value_and_grad", "where",
 ]

@@ -75,6 +75,23 @@ def _learn_rate_factors(params, n: int) -> list[float]:
     return list(factors()) if callable(factors) else [1.0] * n
 
 
+def network_parts(params):
+    """(learnables nest, rebuild(learnables, state) -> params, state Table or None, learn-rate
+    factors or None). A dlnetwork's learnables are its Learnables table; its layers' learn-rate
+    factors multiply the global rate."""
+    from .network import DLNetwork
+
+    if isinstance(params, DLNetwork):
+        arch, learn = params._arch, params.Learnables
+        factors = [arch.layers[la].learn_rate_factor(pa) for la, pa in zip(learn.Layer,
+                                                                          learn.Parameter)]
+
+        def rebuild(learnables, state):
+            return DLNetwork(arch, learnables, state, params.Initialized)
+        return learn, rebuild, params.State, factors
+    return params, (lambda learnables, state: learnables), None, None
+
+
 def _kernel_runner(op_name: str, n_arrays: int):
     """Run an update op over flat buffers, in place: the compiled kernel on the Numba backend,
     the op's NumPy reference on the reference backend."""
@@ -111,7 +128,8 @@ _RUNNERS: dict[tuple, object] = {}
 def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[float],
             lr_index: int):
     """The shared body of the solvers: pack, run the op per group in place, unpack."""
-    leaves, struct = tree.flatten(params)
+    learn, rebuild_params, net_state, factors = network_parts(params)
+    leaves, struct = tree.flatten(learn)
     if not leaves:
         raise ShapeError(f"{fn_name}: params has no arrays")
     arrays = [_data(x) for _, x in leaves]
@@ -122,7 +140,7 @@ def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[
     n_state = len(states)
     packed = _PACKED.get(id(arrays[0]))
     if packed is None or not packed.owns(arrays, packed.param_views):
-        packed = _Packed(arrays, _learn_rate_factors(params, len(arrays)), n_state)
+        packed = _Packed(arrays, factors or _learn_rate_factors(params, len(arrays)), n_state)
         if len(_PACKED) >= _MAX_PACKED:  # models alternate (GANs); stale ones just repack
             _PACKED.pop(next(iter(_PACKED)))
         _PACKED[id(packed.param_views[0])] = packed
@@ -148,7 +166,8 @@ def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[
     def rebuild(views):
         return tree.unflatten(struct, [DLArray._concrete(v, f) for v, f in zip(views, fmts)])
 
-    return (rebuild(packed.param_views), *(rebuild(v) for v in packed.state_views))
+    return (rebuild_params(rebuild(packed.param_views), net_state),
+            *(rebuild(v) for v in packed.state_views))
 
 
 def _matching(fn_name: str, what: str, nest, leaves) -> list[np.ndarray]:

@@ -529,15 +529,62 @@ def _geometry(x_sizes, w, node) -> tuple:
     return (tab, int(np.prod(x_sizes)), tab.shape[0], tab.shape[1], *w[d:])
 
 
-# Channel counts up to this product run as direct loops (the batch vectorized); above it the
-# window copy + BLAS GEMM wins (measured on LeNet/CNN shapes, see tests/test_numba_kernels.py).
-DIRECT_MAX_CHANNELS = 32
+# The GEMMs run in `call` through np.matmul with out= on scratch allocated once per lowering;
+# the copies around them are serial Numba loops (they are memory-bound, and threads of our own
+# next to OpenBLAS's oversubscribe this machine's cores: measured slower). Forward and input
+# gradient use the batched layout col (O, g, K·ci, N): x at one window position is a contiguous
+# (ci, N) block, so the copy moves whole blocks and the GEMM output is y itself, untransposed.
+# Measured against a direct-loop kernel and a (K·ci, O·N) im2col with one big GEMM, on LeNet
+# and CNN shapes: this layout won on every one.
 
-# x (S, g·ci, N) -> col (g, K·ci, O·N): the im2col copy, zeros in the padding
-_IM2COL = """    for o in LOOP(tab.shape[0]):
+_IM2COL = """def kernel(col, x, tab):
+    G, N = col.shape[1], x.shape[2]
+    ci = x.shape[1] // G
+    for o in range(tab.shape[0]):
         for k in range(tab.shape[1]):
             s = tab[o, k]
-            for g in range(col.shape[0]):
+            for g in range(G):
+                for i in range(ci):
+                    r = col[o, g, k * ci + i]
+                    if s < 0:
+                        for n in range(N):
+                            r[n] = 0
+                    else:
+                        xr = x[s, g * ci + i]
+                        for n in range(N):
+                            r[n] = xr[n]
+    return 0
+"""
+
+# x̄[s] = Σ col[o, k] over the windows (o, k) that read s: a gather through the CSR transpose
+_COL2IM = """def kernel(xb, col, ptr, ent, K):
+    G, N = col.shape[1], xb.shape[2]
+    ci = xb.shape[1] // G
+    for s in range(xb.shape[0]):
+        for c in range(xb.shape[1]):
+            for n in range(N):
+                xb[s, c, n] = 0
+        for e in range(ptr[s], ptr[s + 1]):
+            o = ent[e] // K
+            k = ent[e] - o * K
+            for g in range(G):
+                for i in range(ci):
+                    xr = xb[s, g * ci + i]
+                    cr = col[o, g, k * ci + i]
+                    for n in range(N):
+                        xr[n] += cr[n]
+    return 0
+"""
+
+# the weight gradient contracts over (o, n): col (g, K·ci, O·N) and t (g, co, O·N) make it one
+# GEMM per group
+_IM2COL_T = """def kernel(col, t, x, gy, tab):
+    G, N = col.shape[0], x.shape[2]
+    ci, co = x.shape[1] // G, t.shape[1]
+    for o in range(tab.shape[0]):
+        for k in range(tab.shape[1]):
+            s = tab[o, k]
+            for g in range(G):
                 for i in range(ci):
                     r = col[g, k * ci + i]
                     if s < 0:
@@ -547,131 +594,59 @@ _IM2COL = """    for o in LOOP(tab.shape[0]):
                         xr = x[s, g * ci + i]
                         for n in range(N):
                             r[o * N + n] = xr[n]
-"""
-
-# (O, g·co, N) -> t (g, co, O·N)
-_TO_GROUPS = """    for o in LOOP(gy.shape[0]):
-        for g in range(t.shape[0]):
-            for c in range(t.shape[1]):
+        for g in range(G):
+            for c in range(co):
                 tr = t[g, c]
-                yr = gy[o, g * t.shape[1] + c]
+                yr = gy[o, g * co + c]
                 for n in range(N):
                     tr[o * N + n] = yr[n]
-"""
-
-_CONV_DIRECT = """def kernel(y, x, w, tab):
-    ci, co, N = w.shape[1], w.shape[2], x.shape[2]
-    for o in LOOP(tab.shape[0]):
-        for c in range(y.shape[1]):
-            for n in range(N):
-                y[o, c, n] = 0
-        for k in range(tab.shape[1]):
-            s = tab[o, k]
-            if s < 0:
-                continue
-            for g in range(w.shape[3]):
-                for i in range(ci):
-                    xr = x[s, g * ci + i]
-                    for c in range(co):
-                        wv = w[k, i, c, g]
-                        yr = y[o, g * co + c]
-                        for n in range(N):
-                            yr[n] += xr[n] * wv
     return 0
 """
 
-_CONV_GEMM = """def kernel(y, x, w, tab, col, wg, z):
-    ci, co, N = w.shape[1], w.shape[2], x.shape[2]
-    for g in range(w.shape[3]):
-        for k in range(w.shape[0]):
-            for i in range(ci):
-                for c in range(co):
-                    wg[g, k * ci + i, c] = w[k, i, c, g]
-""" + _IM2COL + """    for g in range(w.shape[3]):
-        np.dot(wg[g].T, col[g], z[g])
-    for o in LOOP(tab.shape[0]):
-        for g in range(w.shape[3]):
-            for c in range(co):
-                zr = z[g, c]
-                yr = y[o, g * co + c]
-                for n in range(N):
-                    yr[n] = zr[o * N + n]
-    return 0
-"""
 
-# x̄[s] = Σ over the (o, k) that read s of the GEMM result col(o, k): a gather, race-free
-_CONV_BACKWARD_INPUT = """def kernel(xb, gy, w, ptr, ent, wg, t, col):
-    ci, co, N, K = w.shape[1], w.shape[2], gy.shape[2], w.shape[0]
-    for g in range(w.shape[3]):
-        for k in range(K):
-            for i in range(ci):
-                for c in range(co):
-                    wg[g, k * ci + i, c] = w[k, i, c, g]
-""" + _TO_GROUPS + """    for g in range(w.shape[3]):
-        np.dot(wg[g], t[g], col[g])
-    for s in LOOP(xb.shape[0]):
-        for c in range(xb.shape[1]):
-            for n in range(N):
-                xb[s, c, n] = 0
-        for e in range(ptr[s], ptr[s + 1]):
-            o = ent[e] // K
-            k = ent[e] - o * K
-            for g in range(w.shape[3]):
-                for i in range(ci):
-                    xr = xb[s, g * ci + i]
-                    cr = col[g, k * ci + i]
-                    for n in range(N):
-                        xr[n] += cr[o * N + n]
-    return 0
-"""
-
-_CONV_BACKWARD_WEIGHTS = """def kernel(wb, x, gy, tab, col, t, res):
-    ci, co, N = wb.shape[1], wb.shape[2], x.shape[2]
-""" + _IM2COL + _TO_GROUPS + """    for g in range(wb.shape[3]):
-        np.dot(col[g], t[g].T, res[g])
-        for k in range(wb.shape[0]):
-            for i in range(ci):
-                for c in range(co):
-                    wb[k, i, c, g] = res[g, k * ci + i, c]
-    return 0
-"""
+def _grouped(w: np.ndarray, kci: int, co: int, g: int, perm, scratch: np.ndarray) -> np.ndarray:
+    """The weights as per-group matrices, (K·ci, co, g) permuted by `perm`: a view when there
+    is one group (BLAS takes it transposed), else copied into `scratch`."""
+    m = w.reshape(kci, co, g).transpose(perm)
+    if g == 1:
+        return m
+    np.copyto(scratch, m)
+    return scratch
 
 
 def _lower_conv(node):
     x, w = node.inputs
-    y = node.outputs[0]
-    d, dt = w.ndim - 3, np_dtype(y.dtype)
+    d, dt = w.ndim - 3, np_dtype(node.outputs[0].dtype)
     tab, _, o, k, ci, co, g = _geometry(x.shape[:d], w.shape, node)
     n = x.shape[-1]
-    loop = loop_for(o * k * ci * co * g * n)
-    xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k, ci, co, g)
-    if ci * co <= DIRECT_MAX_CHANNELS:
-        def call(kernel, ins, outs):
-            kernel(outs[0].reshape(ys), ins[0].reshape(xs), ins[1].reshape(ws), tab)
-        return Lowering(call, _CONV_DIRECT.replace("LOOP", loop))
-    col = np.empty((g, k * ci, o * n), dt)
-    wg, z = np.empty((g, k * ci, co), dt), np.empty((g, co, o * n), dt)
+    col, wt = np.empty((o, g, k * ci, n), dt), np.empty((g, co, k * ci), dt)
+    xs, ys = (-1, ci * g, n), (o, g, co, n)
 
     def call(kernel, ins, outs):
-        kernel(outs[0].reshape(ys), ins[0].reshape(xs), ins[1].reshape(ws), tab, col, wg, z)
-    return Lowering(call, _CONV_GEMM.replace("LOOP", loop))
+        kernel(col, ins[0].reshape(xs), tab)
+        m = _grouped(ins[1], k * ci, co, g, (2, 1, 0), wt)
+        y = outs[0].reshape(ys)
+        for j in range(g):
+            np.matmul(m[j], col[:, j], out=y[:, j])
+    return Lowering(call, _IM2COL)
 
 
 def _lower_conv_backward_input(node):
     gy, w = node.inputs
-    d, dt = w.ndim - 3, np_dtype(node.outputs[0].dtype)
+    dt = np_dtype(node.outputs[0].dtype)
     tab, s, o, k, ci, co, g = _geometry(node.attrs["in_size"], w.shape, node)
     ptr, ent = inverse_table(tab, s)
     n = gy.shape[-1]
-    wg, t, col = (np.empty((g, k * ci, co), dt), np.empty((g, co, o * n), dt),
-                  np.empty((g, k * ci, o * n), dt))
-    xs, ys, ws = (s, ci * g, n), (o, co * g, n), (k, ci, co, g)
+    col, wk = np.empty((o, g, k * ci, n), dt), np.empty((g, k * ci, co), dt)
+    xs, ys = (s, ci * g, n), (o, g, co, n)
 
     def call(kernel, ins, outs):
-        kernel(outs[0].reshape(xs), ins[0].reshape(ys), ins[1].reshape(ws), ptr, ent, wg, t,
-               col)
-    return Lowering(call, _CONV_BACKWARD_INPUT.replace("LOOP", loop_for(o * k * ci * co * g
-                                                                          * n)))
+        m = _grouped(ins[1], k * ci, co, g, (2, 0, 1), wk)
+        gv = ins[0].reshape(ys)
+        for j in range(g):
+            np.matmul(m[j], gv[:, j], out=col[:, j])
+        kernel(outs[0].reshape(xs), col, ptr, ent, k)
+    return Lowering(call, _COL2IM)
 
 
 def _lower_conv_backward_weights(node):
@@ -682,14 +657,16 @@ def _lower_conv_backward_weights(node):
     ci, co = x.shape[d] // g, gy.shape[d] // g
     tab, _, o, k, *_ = _geometry(x.shape[:d], (*kernel_shape, ci, co, g), node)
     n = x.shape[-1]
-    col, t, r = (np.empty((g, k * ci, o * n), dt), np.empty((g, co, o * n), dt),
-                 np.empty((g, k * ci, co), dt))
-    xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k, ci, co, g)
+    col, t, res = (np.empty((g, k * ci, o * n), dt), np.empty((g, co, o * n), dt),
+                   np.empty((g, k * ci, co), dt))
+    xs, ys = (-1, ci * g, n), (o, co * g, n)
 
     def call(kernel, ins, outs):
-        kernel(outs[0].reshape(ws), ins[0].reshape(xs), ins[1].reshape(ys), tab, col, t, r)
-    return Lowering(call, _CONV_BACKWARD_WEIGHTS.replace("LOOP", loop_for(o * k * ci * co * g
-                                                                           * n)))
+        kernel(col, t, ins[0].reshape(xs), ins[1].reshape(ys), tab)
+        for j in range(g):
+            np.matmul(col[j], t[j].T, out=res[j])
+        np.copyto(outs[0].reshape(k * ci, co, g), res.transpose(1, 2, 0))
+    return Lowering(call, _IM2COL_T)
 
 
 # y[j] = x[tab[j]] (rows of the trailing block), `value` where tab[j] < 0

@@ -247,7 +247,20 @@ class NumbaExecutable:
                                                       self._buffers.values()}.values())
         self._types = {self._index[o]: o.type for n in nodes for o in n.outputs}
 
+    def donate(self, pairs: dict[int, int]) -> None:
+        """Write graph output k into the array passed as input j, for each k -> j (in-place
+        updates: the caller keeps one buffer). The output must come from a node that owns its
+        output buffer, last in the graph to touch that input."""
+        outs = self.optimized.outputs
+        self._donated = {self._index[outs[k]]: j for k, j in pairs.items()}
+
+    _donated: dict[int, int] = {}
+
     def _out(self, env, i: int) -> np.ndarray:
+        j = self._donated.get(i)
+        if j is not None:
+            env[i] = env[j]
+            return env[j]
         buf = self._buffers.get(i)
         if buf is None:
             t = self._types[i]
