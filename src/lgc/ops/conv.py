@@ -657,8 +657,11 @@ def _lower_conv_backward_weights(node):
     ci, co = x.shape[d] // g, gy.shape[d] // g
     tab, _, o, k, *_ = _geometry(x.shape[:d], (*kernel_shape, ci, co, g), node)
     n = x.shape[-1]
-    col, t, res = (np.empty((g, k * ci, o * n), dt), np.empty((g, co, o * n), dt),
-                   np.empty((g, k * ci, co), dt))
+    # rows padded past O·N: a power-of-two row stride sends every row's writes to the same
+    # cache sets (measured 100x slower on 32x32x64 inputs)
+    ld = o * n + 16
+    col, t = np.empty((g, k * ci, ld), dt)[:, :, :o * n], np.empty((g, co, ld), dt)[:, :, :o * n]
+    res = np.empty((g, k * ci, co), dt)
     xs, ys = (-1, ci * g, n), (o, co * g, n)
 
     def call(kernel, ins, outs):
