@@ -1,8 +1,10 @@
-"""`lgc demo`: train a 64-32-10 MLP on scikit-learn's handwritten digits with dlfeval.
+"""`lgc demo`: train a small CNN on scikit-learn's handwritten digits with a compiled train step.
 
-It exercises what exists end to end — dlarray formats, tracing (`lgc.trace`), reverse mode
-(`dlgradient`), the reference backend behind `dlfeval` — and writes its artefacts (`ir.txt`,
-`loss.png`) to an output folder. Everything is seeded, so two runs print the same numbers.
+The network is a MATLAB-style layer array (imageInputLayer([8 8 1]), conv-batchnorm-relu twice,
+fullyConnectedLayer(10), softmaxLayer) turned into a dlnetwork; `lgc.compile_train_step` runs
+forward, backward and the optimizer update in one compiled call per mini-batch. The demo writes
+what lgc lets you inspect: the layer diagram, the fused IR diagram of the loss and its gradient,
+the IR text at each stage, and the training curves. Everything is seeded.
 """
 
 from __future__ import annotations
@@ -15,16 +17,26 @@ from typing import TextIO
 
 import numpy as np
 
+from .backend import get_backend
+from .compiler import compile as lgc_compile
 from .dlarray import dlarray
-from .functional import crossentropy, fullyconnect, onehotdecode, onehotencode, relu, softmax
-from .transforms import dlfeval, dlgradient, trace
+from .functional import crossentropy, onehotdecode
+from .layers import (
+    batchNormalizationLayer,
+    convolution2dLayer,
+    fullyConnectedLayer,
+    imageInputLayer,
+    reluLayer,
+    softmaxLayer,
+)
+from .network import dlnetwork, forward, predict
+from .train import compile_train_step
+from .transforms import dlgradient
 
-SIZES = (64, 32, 10)
 BATCH = 64
-LEARN_RATE = 0.5
-IR_PREVIEW_LINES = 40
-DEFAULT_STEPS = 440  # 20 epochs of 22 mini-batches; about 3 s on the reference backend
-QUICK_STEPS = 5
+DEFAULT_EPOCHS = 4
+QUICK_STEPS = 3
+SOLVER_OPTIONS = {"adam": {"learnRate": 0.01}, "sgdm": {"learnRate": 0.05, "momentum": 0.9}}
 
 
 @dataclass
@@ -35,84 +47,109 @@ class DemoResult:
     out_dir: str
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    epoch_accuracy: list[float] = field(default_factory=list)
 
 
 def load_digits_split(test_fraction: float = 0.2, seed: int = 0):
-    """The 1,797 8x8 digit images as `(64, N)` float32 features in [0, 1] and labels,
+    """The 1,797 8x8 digit images as "SSCB" arrays (8, 8, 1, N) in [0, 1] and their labels,
     split into train and test sets with a fixed permutation."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32).T  # features along C, observations along B
+    x = (digits.images / 16.0).astype(np.float32).transpose(1, 2, 0)[:, :, None, :]
     y = digits.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(y.size)
     n_test = int(round(test_fraction * y.size))
     test, train = order[:n_test], order[n_test:]
-    return x[:, train], y[train], x[:, test], y[test]
+    return x[..., train], y[train], x[..., test], y[test]
 
 
-def glorot(shape: tuple[int, int], rng: np.random.Generator):
-    """Glorot (Xavier) uniform weights: U(±sqrt(6 / (fanIn + fanOut))), as a float32 dlarray."""
-    fan_out, fan_in = shape
-    bound = np.sqrt(6.0 / (fan_in + fan_out))
-    return dlarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+def layers():
+    """The CNN as a MATLAB layer array."""
+    return [
+        imageInputLayer([8, 8, 1], Normalization="none", Name="input"),
+        convolution2dLayer(3, 8, Padding="same", Name="conv_1"),
+        batchNormalizationLayer(Name="bn_1"),
+        reluLayer(Name="relu_1"),
+        convolution2dLayer(3, 16, Padding="same", Name="conv_2"),
+        batchNormalizationLayer(Name="bn_2"),
+        reluLayer(Name="relu_2"),
+        fullyConnectedLayer(10, Name="fc"),
+        softmaxLayer(Name="softmax"),
+    ]
 
 
-def init_params(seed: int = 0) -> dict:
-    """W1 (32, 64), b1 (32, 1), W2 (10, 32), b2 (10, 1): Glorot weights, zero biases."""
-    rng = np.random.default_rng(seed)
-    n_in, n_hidden, n_out = SIZES
-    return {
-        "W1": glorot((n_hidden, n_in), rng),
-        "b1": dlarray(np.zeros((n_hidden, 1), np.float32)),
-        "W2": glorot((n_out, n_hidden), rng),
-        "b2": dlarray(np.zeros((n_out, 1), np.float32)),
-    }
+def model_loss(net, X, T):  # noqa: N803
+    """MATLAB's modelLoss for a dlnetwork: the loss and the updated batchnorm state."""
+    Y, state = forward(net, X)  # noqa: N806
+    return crossentropy(Y, T), state
 
 
-def model(params, X):  # noqa: N803
-    """Class probabilities of the MLP for "CB" features X."""
-    h = relu(fullyconnect(X, params["W1"], params["b1"]))
-    return softmax(fullyconnect(h, params["W2"], params["b2"]))
+def model_gradients(net, X, T):  # noqa: N803
+    """The loss, its gradient with respect to the learnables, and the state: what the train
+    step computes before its update (drawn as ir_fused.svg)."""
+    Y, state = forward(net, X)  # noqa: N806
+    loss = crossentropy(Y, T)
+    return loss, dlgradient(loss, net.Learnables), state
 
 
-def model_loss(params, X, T):  # noqa: N803
-    """The cross-entropy loss and its gradient with respect to every parameter."""
-    loss = crossentropy(model(params, X), T)
-    return loss, dlgradient(loss, params)
+def accuracy(net, X, labels) -> float:  # noqa: N803
+    scores = predict(net, X)
+    return float(np.mean(onehotdecode(scores, np.arange(10), 0) == labels))
 
 
-def ir_preview(text: str, limit: int = IR_PREVIEW_LINES) -> str:
-    lines = text.splitlines()
-    if len(lines) <= limit:
-        return text
-    return "\n".join(lines[:limit] + [f"  ... {len(lines) - limit} more lines "
-                                      f"({len(lines)} in all)"])
-
-
-def accuracy(params, X, labels, classes) -> float:  # noqa: N803
-    scores = dlfeval(model, params, X)
-    return float(np.mean(onehotdecode(scores, classes, 0) == labels))
-
-
-def plot_loss(losses: list[float], path: str) -> None:
+def plot_training(losses: list[float], per_epoch: int, accs: list[float], path: str,
+                  title: str) -> None:
     # The object API renders with Agg without touching pyplot's global backend.
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.5), dpi=100)
+    fig = Figure(figsize=(7, 3.8), dpi=100)
     ax = fig.add_subplot()
-    ax.plot(np.arange(1, len(losses) + 1), losses, lw=1.2)
+    ax.plot(np.arange(1, len(losses) + 1), losses, lw=1.0, color="tab:blue")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss (crossentropy)")
-    ax.set_title("lgc demo: MLP 64-32-10 on digits, SGD")
+    ax.set_ylabel("training loss (crossentropy)", color="tab:blue")
+    ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    if accs:
+        ax2 = ax.twinx()
+        ends = [min((k + 1) * per_epoch, len(losses)) for k in range(len(accs))]
+        ax2.plot(ends, [100 * a for a in accs], "o-", color="tab:orange")
+        ax2.set_ylabel("test accuracy (%)", color="tab:orange")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
 
 
-def run_demo(steps: int = DEFAULT_STEPS, out_dir: str = "lgc-output",
-             stream: TextIO | None = None) -> DemoResult:
-    """Train for `steps` mini-batch SGD iterations and write ir.txt and loss.png to out_dir."""
+def write_diagrams(net, x0, t0, out_dir: str, say) -> tuple[list[str], str]:
+    """network.svg, ir_fused.svg and ir.txt; returns the files written and the backend used.
+
+    Without graphviz's `dot` the diagrams are written as DOT text (.dot) instead."""
+    from .viz import GraphvizNotFoundError, plot, stages_text
+
+    backend = get_backend()
+    lowered = lgc_compile(model_gradients, backend=backend).lower(net, x0, t0)
+    files = []
+    for name, obj in (("network", net), ("ir_fused", lowered.optimized)):
+        path = os.path.join(out_dir, f"{name}.svg")
+        try:
+            plot(obj, path)
+        except GraphvizNotFoundError as e:
+            path = os.path.join(out_dir, f"{name}.dot")
+            with open(path, "w") as f:
+                f.write(e.digraph.source)
+            say(f"note: {e} -- wrote {os.path.basename(path)} instead")
+        files.append(path)
+    ir_path = os.path.join(out_dir, "ir.txt")
+    with open(ir_path, "w") as f:
+        f.write(stages_text(lowered, source=True) + "\n")
+    return files + [ir_path], backend
+
+
+def run_demo(epochs: int = DEFAULT_EPOCHS, out_dir: str = "lgc-output", solver: str = "adam",
+             max_steps: int | None = None, stream: TextIO | None = None) -> DemoResult:
+    """Train for `epochs` (at most `max_steps` steps) and write the artefacts to `out_dir`."""
+    from tqdm import tqdm
+
     out = stream or sys.stdout
     say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
     start = time.perf_counter()
@@ -121,51 +158,61 @@ def run_demo(steps: int = DEFAULT_STEPS, out_dir: str = "lgc-output",
     os.makedirs(out_dir, exist_ok=True)
 
     x_train, y_train, x_test, y_test = load_digits_split()
-    classes = np.arange(SIZES[-1])
-    t_train = onehotencode(y_train, 0, ClassNames=classes)
-    xs_test = dlarray(x_test, "CB")
-    params = init_params(seed=0)
+    t_train = np.eye(10, dtype=np.float32)[:, y_train]
+    x_test_dl = dlarray(x_test, "SSCB")
+    net = dlnetwork(layers())
     n_train = y_train.size
-    per_epoch = n_train // BATCH  # the last partial batch is dropped: one traced signature
-    say(f"lgc demo: MLP {'-'.join(map(str, SIZES))} on scikit-learn digits "
-        f"({n_train} train / {y_test.size} test images, 8x8), batch {BATCH}, "
-        f"SGD lr {LEARN_RATE}, {steps} steps")
+    per_epoch = n_train // BATCH  # the last partial batch is dropped, as trainnet does
+    total = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
+    n_learn = sum(int(np.prod(v.shape)) for v in net.Learnables.Value)
+    say(f"lgc demo: CNN (conv-batchnorm-relu x2, fc, softmax; {n_learn:,} learnables) on "
+        f"scikit-learn digits, {n_train} train / {y_test.size} test images of 8x8; "
+        f"{solver}, batch {BATCH}, {total} steps, backend {get_backend()}")
 
-    x0 = dlarray(x_train[:, :BATCH], "CB")
-    t0 = dlarray(t_train[:, :BATCH], "CB")
-    ir_text = str(trace(model_loss, params, x0, t0))
-    say("\nTraced forward + gradient IR of model_loss (lgc.trace):")
-    say(ir_preview(ir_text))
-    say("")
-
+    t0 = time.perf_counter()
+    step = compile_train_step(model_loss, net, solver, **SOLVER_OPTIONS[solver])
     rng = np.random.default_rng(0)
-    order = rng.permutation(n_train)
     losses: list[float] = []
-    for step in range(steps):
-        k = step % per_epoch
-        if k == 0 and step:
-            order = rng.permutation(n_train)
-        idx = order[k * BATCH:(k + 1) * BATCH]
-        xb = dlarray(x_train[:, idx], "CB")
-        tb = dlarray(t_train[:, idx], "CB")
-        loss, grads = dlfeval(model_loss, params, xb, tb)
-        params = {name: p - LEARN_RATE * grads[name] for name, p in params.items()}
-        losses.append(float(loss))
-        if k == per_epoch - 1 or step == steps - 1:
-            epoch = step // per_epoch + 1
-            acc = accuracy(params, xs_test, y_test, classes)
-            recent = np.mean(losses[-(k + 1):])
-            say(f"epoch {epoch:3d}  step {step + 1:5d}  loss {recent:.4f}  "
-                f"test accuracy {100 * acc:5.1f}%")
+    accs: list[float] = []
+    done = 0
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(n_train)
+        n = min(per_epoch, total - done)
+        if n <= 0:
+            break
+        bar = tqdm(range(n), desc=f"epoch {epoch}/{epochs}", file=out, leave=False,
+                   disable=not getattr(out, "isatty", lambda: False)(), unit="step")
+        for k in bar:
+            idx = order[k * BATCH:(k + 1) * BATCH]
+            losses.append(step(dlarray(x_train[..., idx], "SSCB"),
+                               dlarray(t_train[:, idx], "CB")))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            if done == 0 and k == 0:
+                first = time.perf_counter() - t0
+        bar.close()
+        done += n
+        accs.append(accuracy(step.net, x_test_dl, y_test))
+        say(f"epoch {epoch:2d}  steps {done:4d}  loss {np.mean(losses[-n:]):.4f}  "
+            f"test accuracy {100 * accs[-1]:5.1f}%  ({time.perf_counter() - start:.1f} s)")
+    train_seconds = time.perf_counter() - t0
+    net = step.net
 
-    acc = accuracy(params, xs_test, y_test, classes)
-    files = [os.path.join(out_dir, "ir.txt"), os.path.join(out_dir, "loss.png")]
-    with open(files[0], "w") as f:
-        f.write(ir_text + "\n")
-    plot_loss(losses, files[1])
+    files, backend = write_diagrams(net, dlarray(x_train[..., :BATCH], "SSCB"),
+                                    dlarray(t_train[:, :BATCH], "CB"), out_dir, say)
+    plot_path = os.path.join(out_dir, "training.png")
+    plot_training(losses, per_epoch, accs, plot_path,
+                  f"lgc demo: CNN on digits, {solver}, {len(losses)} steps")
+    files.append(plot_path)
     seconds = time.perf_counter() - start
-    say(f"\nFinal test accuracy: {100 * acc:.1f}% after {steps} steps ({seconds:.1f} s)")
+    say(f"\nTest accuracy: {100 * accs[-1]:.1f}% after {done} steps; training {train_seconds:.1f}"
+        f" s (first step, with compilation: {first:.1f} s), {seconds:.1f} s in all")
     say(f"Wrote to {os.path.abspath(out_dir)}:")
+    notes = {"network": "the layer graph (analyzeNetwork sizes on the edges)",
+             "ir_fused": f"the {backend} backend's optimized IR of loss + gradient, fused "
+                         f"kernels as clusters",
+             "ir": "the IR at each stage and the generated kernel source",
+             "training": "loss per iteration, test accuracy per epoch"}
     for path in files:
-        say(f"  {os.path.basename(path)}")
-    return DemoResult(steps, losses, acc, out_dir, files, seconds)
+        base = os.path.basename(path)
+        say(f"  {base:<14} {notes.get(base.split('.')[0], '')}")
+    return DemoResult(done, losses, accs[-1], out_dir, files, seconds, accs)
