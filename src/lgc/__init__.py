@@ -108,6 +108,7 @@ from .table import Table
 from .train import TrainStep, compile_train_step
 from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
 from .updates import adamupdate, dlupdate, rmspropupdate, sgdmupdate
+from .viz import plot
 
 __version__ = "0.1.0"
 
@@ -127,7 +128,7 @@ __all__ = [
     "layerNormalizationLayer", "leakyrelu", "leakyReluLayer", "LgcError", "load", "log",
     "Lowered", "lstm", "lstmLayer", "matmul", "max", "maximum", "maxpool", "maxPooling2dLayer",
     "maxunpool", "maxUnpooling2dLayer", "mean", "min", "minimum", "mse", "NetworkAnalysis",
-    "NetworkFileError", "onehotdecode", "onehotencode", "predict", "Program", "relu",
+    "NetworkFileError", "onehotdecode", "onehotencode", "plot", "predict", "Program", "relu",
     "reluLayer", "removeLayers", "replaceLayer", "reshape", "rmspropupdate", "rng", "save",
     "sequenceInputLayer", "set_backend", "sgdmupdate", "ShapeError", "sigmoid", "sigmoidLayer",
     "sin", "softmax", "softmaxLayer", "sqrt", "stripdims", "sum", "Table", "tanh", "tanhLayer",
