@@ -105,7 +105,14 @@ from .normalization import batchnorm, crosschannelnorm, groupnorm, layernorm
 from .ops.creation import rng
 from .recurrent import embed, gru, lstm
 from .table import Table
-from .train import TrainStep, compile_train_step
+from .train import (
+    TrainingInfo,
+    TrainingOptions,
+    TrainStep,
+    compile_train_step,
+    trainingOptions,
+    trainnet,
+)
 from .transforms import dlfeval, dlgradient, grad, trace, value_and_grad
 from .updates import adamupdate, dlupdate, rmspropupdate, sgdmupdate
 from .viz import plot
@@ -132,5 +139,6 @@ __all__ = [
     "reluLayer", "removeLayers", "replaceLayer", "reshape", "rmspropupdate", "rng", "save",
     "sequenceInputLayer", "set_backend", "sgdmupdate", "ShapeError", "sigmoid", "sigmoidLayer",
     "sin", "softmax", "softmaxLayer", "sqrt", "stripdims", "sum", "Table", "tanh", "tanhLayer",
-    "trace", "TraceError", "TrainStep", "transposedConv2dLayer", "value_and_grad", "where",
+    "trace", "TraceError", "TrainingInfo", "trainingOptions", "TrainingOptions", "trainnet",
+    "TrainStep", "transposedConv2dLayer", "value_and_grad", "where",
 ]

@@ -1,5 +1,17 @@
-"""Training: compiled train steps (and, as they land, trainingOptions and trainnet)."""
+"""Training: compiled train steps, trainingOptions, trainnet, progress display, checkpoints."""
 
-from .step import TrainStep, compile_train_step
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_files,
+    latest_checkpoint,
+    load_checkpoint,
+)
+from .options import TrainingOptions, trainingOptions
+from .step import NonFiniteError, TrainStep, compile_train_step
+from .trainnet import TrainingHistory, TrainingInfo, trainnet
 
-__all__ = ["TrainStep", "compile_train_step"]
+__all__ = ["Checkpoint", "CheckpointError", "NonFiniteError", "TrainingHistory",
+           "TrainingInfo", "TrainingOptions", "TrainStep", "checkpoint_files",
+           "compile_train_step", "latest_checkpoint", "load_checkpoint", "trainingOptions",
+           "trainnet"]
