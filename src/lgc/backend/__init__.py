@@ -24,12 +24,19 @@ def _numba(g):
     return NumbaExecutable(g)
 
 
+def _cuda(g):
+    from .cuda import CudaExecutable  # numba.cuda is imported only when this backend is used
+
+    return CudaExecutable(g)
+
+
 def _load():
     if not _BACKENDS:
         from .reference import ReferenceExecutable
 
         register_backend("reference", ReferenceExecutable)
         register_backend("numba", _numba)
+        register_backend("cuda", _cuda)
 
 
 def available_backends() -> list[str]:
@@ -40,6 +47,7 @@ def available_backends() -> list[str]:
 def set_backend(name: str) -> None:
     """Select the default backend for dlfeval and lgc.compile."""
     _check(name)
+    _require(name)
     global _selected
     _selected = name
 
@@ -68,7 +76,16 @@ def _check(name: str) -> None:
         raise LgcError(f"unknown backend {name!r}; available: {', '.join(available_backends())}")
 
 
+def _require(name: str) -> None:
+    """Backends that need hardware say so here, before any tracing (an LgcError)."""
+    if name == "cuda":
+        from .cuda import require_device
+
+        require_device()
+
+
 def compile_graph(g, backend: str | None = None):
     name = backend or get_backend()
     _check(name)
+    _require(name)
     return _BACKENDS[name](g)
