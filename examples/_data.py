@@ -31,21 +31,18 @@ def split(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def rotated_digits(size: int, max_angle: float = 45.0, copies: int = 1, seed: int = 0):
-    """Digits rotated by random angles in [-max_angle, max_angle] degrees (the stand-in for
-    MATLAB's digitTrain4DArrayData): images (size, size, 1, N·copies), labels, angles (deg)."""
-    x, y = digits(size)
+def rotate(x: np.ndarray, max_angle: float, copies: int, seed: int = 0):
+    """Each image of x (size, size, 1, N) rotated `copies` times by random angles in
+    [-max_angle, max_angle] degrees (counterclockwise, scipy.ndimage.rotate, bilinear): the
+    stand-in for MATLAB's digitTrain4DArrayData. Returns images (size, size, 1, N·copies) and
+    the angles (N·copies,) in degrees, copy-major."""
     rng = np.random.default_rng(seed)
-    xs, ys, angles = [], [], []
-    for _ in range(copies):
-        a = rng.uniform(-max_angle, max_angle, size=x.shape[-1])
-        r = np.stack([ndimage.rotate(x[:, :, 0, i], a[i], reshape=False, order=1)
-                      for i in range(x.shape[-1])], axis=-1)
-        xs.append(r.clip(0, 1)[:, :, None, :])
-        ys.append(y)
-        angles.append(a)
-    return (np.concatenate(xs, axis=-1).astype(np.float32), np.concatenate(ys),
-            np.concatenate(angles).astype(np.float32))
+    n = x.shape[-1]
+    angles = rng.uniform(-max_angle, max_angle, size=n * copies).astype(np.float32)
+    out = np.empty(x.shape[:3] + (n * copies,), np.float32)
+    for k in range(n * copies):
+        out[:, :, 0, k] = ndimage.rotate(x[:, :, 0, k % n], angles[k], reshape=False, order=1)
+    return out.clip(0, 1), angles
 
 
 def translate(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
