@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lgc import __version__
-from lgc import cli
+from lgc import __version__, cli
 from lgc.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +184,7 @@ def test_demo_quick_writes_diagrams_ir_and_training_plot(tmp_path, capsys):
                                                     "training.png"]
     assert len(svg_groups(out / "network.svg", "node")) == 9
     assert len(svg_groups(out / "ir_fused.svg", "node")) > 20
+    assert svg_groups(out / "ir_fused.svg", "cluster")  # the fused kernels
     ir = (out / "ir.txt").read_text()
     assert "func @model_gradients(" in ir and "vjp(" in ir and "== stats ==" in ir
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -193,14 +193,16 @@ def test_demo_quick_writes_diagrams_ir_and_training_plot(tmp_path, capsys):
     assert str(out) in printed and "ir_fused.svg" in printed
 
 
-def test_demo_learns_digits(tmp_path):
+def test_demo_learns_digits():
     import io
 
-    from lgc.demo import run_demo
+    from lgc.demo import train
 
-    result = run_demo(epochs=1, out_dir=str(tmp_path), stream=io.StringIO())
-    assert result.steps == 22 and result.test_accuracy > 0.9
-    assert result.losses[-1] < result.losses[0] / 3
+    printed = io.StringIO()
+    run = train(epochs=1, out=printed)
+    assert len(run.losses) == 22 and run.epoch_accuracy[-1] > 0.9
+    assert run.losses[-1] < run.losses[0] / 3
+    assert printed.getvalue().startswith("epoch  1  steps   22  loss ")
 
 
 def test_readme_quick_start_is_the_two_documented_commands():

@@ -128,8 +128,14 @@ def write_diagrams(net, x0, t0, out_dir: str, say) -> tuple[list[str], str]:
 
     backend = get_backend()
     lowered = lgc_compile(model_gradients, backend=backend).lower(net, x0, t0)
+    fused = lowered.optimized
+    if not any(n.op.name == "fused" for n in fused.nodes):
+        # the reference backend interprets unfused ops; draw what the Numba backend runs
+        from .passes.fuse import fuse_elementwise
+
+        fused = fuse_elementwise(fused)
     files = []
-    for name, obj in (("network", net), ("ir_fused", lowered.optimized)):
+    for name, obj in (("network", net), ("ir_fused", fused)):
         path = os.path.join(out_dir, f"{name}.svg")
         try:
             plot(obj, path)
@@ -145,39 +151,38 @@ def write_diagrams(net, x0, t0, out_dir: str, say) -> tuple[list[str], str]:
     return files + [ir_path], backend
 
 
-def run_demo(epochs: int = DEFAULT_EPOCHS, out_dir: str = "lgc-output", solver: str = "adam",
-             max_steps: int | None = None, stream: TextIO | None = None) -> DemoResult:
-    """Train for `epochs` (at most `max_steps` steps) and write the artefacts to `out_dir`."""
+@dataclass
+class Training:
+    step: object  # the TrainStep; step.net is the trained network
+    losses: list[float]
+    epoch_accuracy: list[float]
+    per_epoch: int
+    first_step_seconds: float
+    seconds: float
+
+
+def train(epochs: int = DEFAULT_EPOCHS, solver: str = "adam", max_steps: int | None = None,
+          out: TextIO | None = None, data=None) -> Training:
+    """Train the CNN for `epochs` (at most `max_steps` steps), printing a line per epoch (and,
+    on a terminal, a progress bar) to `out`."""
     from tqdm import tqdm
 
-    out = stream or sys.stdout
-    say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
-    start = time.perf_counter()
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise NotADirectoryError(f"the output path {out_dir!r} exists and is not a folder")
-    os.makedirs(out_dir, exist_ok=True)
-
-    x_train, y_train, x_test, y_test = load_digits_split()
+    out = out or sys.stdout
+    x_train, y_train, x_test, y_test = data or load_digits_split()
     t_train = np.eye(10, dtype=np.float32)[:, y_train]
     x_test_dl = dlarray(x_test, "SSCB")
-    net = dlnetwork(layers())
     n_train = y_train.size
     per_epoch = n_train // BATCH  # the last partial batch is dropped, as trainnet does
     total = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
-    n_learn = sum(int(np.prod(v.shape)) for v in net.Learnables.Value)
-    say(f"lgc demo: CNN (conv-batchnorm-relu x2, fc, softmax; {n_learn:,} learnables) on "
-        f"scikit-learn digits, {n_train} train / {y_test.size} test images of 8x8; "
-        f"{solver}, batch {BATCH}, {total} steps, backend {get_backend()}")
-
     t0 = time.perf_counter()
-    step = compile_train_step(model_loss, net, solver, **SOLVER_OPTIONS[solver])
+    step = compile_train_step(model_loss, dlnetwork(layers()), solver, **SOLVER_OPTIONS[solver])
     rng = np.random.default_rng(0)
     losses: list[float] = []
     accs: list[float] = []
-    done = 0
+    first = 0.0
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n_train)
-        n = min(per_epoch, total - done)
+        n = min(per_epoch, total - len(losses))
         if n <= 0:
             break
         bar = tqdm(range(n), desc=f"epoch {epoch}/{epochs}", file=out, leave=False,
@@ -187,32 +192,56 @@ def run_demo(epochs: int = DEFAULT_EPOCHS, out_dir: str = "lgc-output", solver: 
             losses.append(step(dlarray(x_train[..., idx], "SSCB"),
                                dlarray(t_train[:, idx], "CB")))
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-            if done == 0 and k == 0:
+            if len(losses) == 1:
                 first = time.perf_counter() - t0
         bar.close()
-        done += n
         accs.append(accuracy(step.net, x_test_dl, y_test))
-        say(f"epoch {epoch:2d}  steps {done:4d}  loss {np.mean(losses[-n:]):.4f}  "
-            f"test accuracy {100 * accs[-1]:5.1f}%  ({time.perf_counter() - start:.1f} s)")
-    train_seconds = time.perf_counter() - t0
-    net = step.net
+        print(f"epoch {epoch:2d}  steps {len(losses):4d}  loss {np.mean(losses[-n:]):.4f}  "
+              f"test accuracy {100 * accs[-1]:5.1f}%  ({time.perf_counter() - t0:.1f} s)",
+              file=out, flush=True)
+    return Training(step, losses, accs, per_epoch, first, time.perf_counter() - t0)
 
+
+def run_demo(epochs: int = DEFAULT_EPOCHS, out_dir: str = "lgc-output", solver: str = "adam",
+             max_steps: int | None = None, stream: TextIO | None = None) -> DemoResult:
+    """Train for `epochs` (at most `max_steps` steps) and write the artefacts to `out_dir`."""
+    out = stream or sys.stdout
+    say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
+    start = time.perf_counter()
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"the output path {out_dir!r} exists and is not a folder")
+    os.makedirs(out_dir, exist_ok=True)
+
+    data = load_digits_split()
+    x_train, y_train, _, y_test = data
+    per_epoch = y_train.size // BATCH
+    total = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
+    n_learn = sum(int(np.prod(v.shape)) for v in dlnetwork(layers()).Learnables.Value)
+    say(f"lgc demo: CNN (conv-batchnorm-relu x2, fc, softmax; {n_learn:,} learnables) on "
+        f"scikit-learn digits, {y_train.size} train / {y_test.size} test images of 8x8; "
+        f"{solver}, batch {BATCH}, {total} steps, backend {get_backend()}")
+    run = train(epochs, solver, max_steps, out, data)
+    net = run.step.net
+
+    t_train = np.eye(10, dtype=np.float32)[:, y_train[:BATCH]]
     files, backend = write_diagrams(net, dlarray(x_train[..., :BATCH], "SSCB"),
-                                    dlarray(t_train[:, :BATCH], "CB"), out_dir, say)
+                                    dlarray(t_train, "CB"), out_dir, say)
     plot_path = os.path.join(out_dir, "training.png")
-    plot_training(losses, per_epoch, accs, plot_path,
-                  f"lgc demo: CNN on digits, {solver}, {len(losses)} steps")
+    plot_training(run.losses, run.per_epoch, run.epoch_accuracy, plot_path,
+                  f"lgc demo: CNN on digits, {solver}, {len(run.losses)} steps")
     files.append(plot_path)
     seconds = time.perf_counter() - start
-    say(f"\nTest accuracy: {100 * accs[-1]:.1f}% after {done} steps; training {train_seconds:.1f}"
-        f" s (first step, with compilation: {first:.1f} s), {seconds:.1f} s in all")
+    acc = run.epoch_accuracy[-1]
+    say(f"\nTest accuracy: {100 * acc:.1f}% after {len(run.losses)} steps; training "
+        f"{run.seconds:.1f} s (first step, with compilation: {run.first_step_seconds:.1f} s), "
+        f"{seconds:.1f} s in all")
     say(f"Wrote to {os.path.abspath(out_dir)}:")
     notes = {"network": "the layer graph (analyzeNetwork sizes on the edges)",
-             "ir_fused": f"the {backend} backend's optimized IR of loss + gradient, fused "
-                         f"kernels as clusters",
-             "ir": "the IR at each stage and the generated kernel source",
+             "ir_fused": "the optimized IR of loss + gradient, fused kernels as clusters",
+             "ir": "the IR at each stage (and the generated kernel source)",
              "training": "loss per iteration, test accuracy per epoch"}
     for path in files:
         base = os.path.basename(path)
         say(f"  {base:<14} {notes.get(base.split('.')[0], '')}")
-    return DemoResult(done, losses, accs[-1], out_dir, files, seconds, accs)
+    return DemoResult(len(run.losses), run.losses, acc, out_dir, files, seconds,
+                      run.epoch_accuracy)
