@@ -152,6 +152,8 @@ def _take(x: DLArray, idx) -> DLArray:
 
 
 def _accuracy(y: DLArray, t: DLArray) -> float:
+    if "C" not in y.fmt or y.shape != t.shape:
+        return math.nan
     c = y.fmt.index("C")
     return 100.0 * float(np.mean(np.argmax(np.asarray(y), c) == np.argmax(np.asarray(t), c)))
 
