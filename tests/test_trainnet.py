@@ -164,6 +164,35 @@ def test_piecewise_schedule_and_dropped_partial_batch():
     assert np.all((h.TrainingAccuracy >= 0) & (h.TrainingAccuracy <= 100))
 
 
+@pytest.mark.parametrize("solver, opts", [
+    ("sgdm", {"Momentum": 0.8, "InitialLearnRate": 0.05}),
+    ("adam", {"GradientDecayFactor": 0.8, "SquaredGradientDecayFactor": 0.99, "Epsilon": 1e-6}),
+    ("rmsprop", {"SquaredGradientDecayFactor": 0.8, "Epsilon": 1e-6})])
+def test_trainnet_equals_the_compiled_step_loop(solver, opts):
+    X, labels, net, _ = make_problem()
+    o = trainingOptions(solver, MaxEpochs=2, MiniBatchSize=32, Shuffle="never",
+                        L2Regularization=0.0, Verbose=False, **opts)
+    trained, _ = trainnet(X, labels, net, "crossentropy", o)
+
+    def loss(net, X, T):
+        Y, state = lgc.forward(net, X)
+        return lgc.crossentropy(Y, T), state
+
+    names = {"Momentum": "momentum", "GradientDecayFactor": "gradDecay",
+             "SquaredGradientDecayFactor": "sqGradDecay", "Epsilon": "epsilon",
+             "InitialLearnRate": "learnRate"}
+    step = lgc.compile_train_step(loss, net, solver, learnRate=o.InitialLearnRate,
+                                  **{names[k]: v for k, v in opts.items()
+                                     if k != "InitialLearnRate"})
+    T = lgc.onehotencode(labels, 0)
+    for _ in range(2):
+        for j in range(3):
+            sl = slice(32 * j, 32 * (j + 1))
+            step(lgc.dlarray(X[:, sl], "CB"), lgc.dlarray(T[:, sl], "CB"))
+    for a, b in zip(_params(trained), _params(step.net)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_too_large_mini_batch_is_an_error():
     X, labels, net, opts = make_problem(MiniBatchSize=200)
     with pytest.raises(LgcError, match="MiniBatchSize 200 is larger than the number of "
