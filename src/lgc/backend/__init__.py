@@ -7,6 +7,7 @@ the best backend available.
 from __future__ import annotations
 
 import os
+import sys
 
 from ..errors import LgcError
 
@@ -89,3 +90,22 @@ def compile_graph(g, backend: str | None = None):
     _check(name)
     _require(name)
     return _BACKENDS[name](g)
+
+
+# --- device residency hooks (the cuda backend keeps donated buffers on the GPU) ---------------
+
+
+def sync_host() -> None:
+    """Copy buffers that a device backend updated in place (donated inputs) back into their
+    host arrays. Call before reading such arrays; a no-op unless the cuda backend was used."""
+    runtime = sys.modules.get("lgc.backend.cuda.runtime")
+    if runtime is not None:
+        runtime.sync_host()
+
+
+def host_changed(arrays) -> None:
+    """Say that these host arrays were written on the host: a device backend drops its
+    resident copies and uploads them again on next use. A no-op unless cuda was used."""
+    runtime = sys.modules.get("lgc.backend.cuda.runtime")
+    if runtime is not None:
+        runtime.forget(arrays)

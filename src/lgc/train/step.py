@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import tree
-from ..backend import compile_graph, get_backend
+from ..backend import compile_graph, get_backend, host_changed, sync_host
 from ..dlarray import DLArray, apply, maximum, minimum, reshape, sqrt
 from ..dlarray import sum as _sum
 from ..errors import LgcError, ShapeError
@@ -112,6 +112,7 @@ class TrainStep:
 
     @property
     def params(self):
+        sync_host()  # a device backend (cuda) keeps the parameters resident: copy back on read
         return self._rebuild(self._learnables(), self._state)
 
     net = params
@@ -122,6 +123,7 @@ class TrainStep:
         """The flat buffers that make up the training state: per group the parameters, then
         the solver's state (Adam: average gradient, average squared gradient). Live views:
         copy them to keep a snapshot."""
+        sync_host()
         return [a for g in self._packed.groups for a in (g.theta, *g.state)]
 
     @property
@@ -139,6 +141,7 @@ class TrainStep:
                              f"{[np.shape(a) for a in buffers]}")
         for a, b in zip(buffers, mine):
             np.copyto(b, a, casting="same_kind")
+        host_changed(mine)  # device-resident copies are now stale
         self.iteration = int(iteration)
         if network_state is not None:
             self._state = network_state
@@ -247,8 +250,10 @@ class TrainStep:
         whether there was a copy to restore."""
         if self._backup is None:
             return False
-        for a, b in zip(self._backup, self.buffers()):
+        mine = self.buffers()
+        for a, b in zip(self._backup, mine):
             np.copyto(b, a)
+        host_changed(mine)
         self.iteration = self._backup_iteration
         return True
 

@@ -93,6 +93,14 @@ def sync_host() -> None:
             m.dirty = False
 
 
+def forget(arrays) -> None:
+    """Drop the mirrors of host arrays written on the host (the next call uploads them)."""
+    for a in arrays:
+        m = MIRRORS.get(id(a))
+        if m is not None and m.host() is a:
+            del MIRRORS[id(a)]
+
+
 class CudaExecutable:
     backend = "cuda"
 
