@@ -50,6 +50,28 @@ class FastCall:
         return result
 
 
+_BLAS: list = []
+
+
+def _blas_threads(n: int) -> int:
+    """Set the BLAS libraries' thread count; returns the previous one (0 when unknown)."""
+    if not _BLAS:
+        try:
+            import threadpoolctl
+
+            _BLAS.extend(lc for lc in threadpoolctl.ThreadpoolController().lib_controllers
+                         if lc.user_api == "blas")
+        except Exception:  # threadpoolctl missing or a BLAS it cannot drive: leave BLAS alone
+            pass
+        _BLAS.append(None)
+    previous = 0
+    for lc in _BLAS:
+        if lc is not None:
+            previous = lc.num_threads
+            lc.set_num_threads(n)
+    return previous
+
+
 @dataclass
 class Kernel:
     """A generated kernel: the IR it came from, its source and its compiled dispatcher."""
@@ -98,6 +120,9 @@ class NumbaExecutable:
         self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         self._outputs = [self._index[v] for v in self.optimized.outputs]
+        # Numba's threads and BLAS's both spin-wait between calls: when this program has
+        # parallel kernels, BLAS runs single-threaded during a call instead of fighting them
+        self._parallel = any("prange" in k.source for k in self.kernels)
         self._warm_up()
         self.build_seconds = time.perf_counter() - t0
 
@@ -293,11 +318,16 @@ class NumbaExecutable:
                 raise ShapeError(f"@{g.name}: input %{v.name} has shape {a.shape}, expected "
                                  f"{v.shape}")
             env[k] = a
-        for step in self._steps:
-            if _first and step[0] == "kernel":
-                self._first_call(step, env)
-            else:
-                step[2](env)
+        limit = self._parallel and _blas_threads(1)
+        try:
+            for step in self._steps:
+                if _first and step[0] == "kernel":
+                    self._first_call(step, env)
+                else:
+                    step[2](env)
+        finally:
+            if limit:
+                _blas_threads(limit)
         return [env[i] for i in self._outputs]
 
     def _first_call(self, step, env) -> None:
