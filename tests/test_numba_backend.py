@@ -194,3 +194,18 @@ def test_workspace_buffers_are_reused():
     assert_same(exe([x]), run_graph(b.graph, [x]))
     distinct = {id(buf) for buf in exe._buffers.values()}
     assert len(distinct) < len(exe._buffers)
+
+
+def test_debug_prints_a_line_per_cache_miss_with_the_reason(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, lgc
+        x = lgc.dlarray(np.ones((2, 3)), "CB")
+        lgc.compile(lambda x: lgc.exp(x) * 2.0, backend="numba")(x)
+    """)
+    env = {**os.environ, "LGC_CACHE_DIR": str(tmp_path), "LGC_DEBUG": "1"}
+    err = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True).stderr
+    assert "--- cache miss ---" in err and "new kernel source" in err
+    again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stderr
+    assert "cache miss" not in again
