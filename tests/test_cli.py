@@ -216,10 +216,11 @@ def test_readme_quick_start_is_the_two_documented_commands():
     assert 'pip install -e ".[test]" && python -m pytest -q' in (ROOT / ".ci" / "run").read_text()
 
 
-def test_readme_python_example_runs(capsys):
+def test_readme_python_examples_run(capsys, monkeypatch, tmp_path):
     readme = (ROOT / "README.md").read_text()
     blocks = code_blocks(readme, "python")
-    assert blocks, "README.md has no ```python block"
+    assert len(blocks) >= 2, "README.md lost its ```python examples"
+    monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "readme_example"}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
     loss = float(namespace["loss"])
@@ -227,6 +228,10 @@ def test_readme_python_example_runs(capsys):
     printed = capsys.readouterr().out
     comment = re.search(r"# (loss \d\.\d+)", blocks[0])
     assert comment and comment.group(1) in printed, "the README's printed loss is out of date"
+    for k, block in enumerate(blocks[1:], 2):
+        exec(compile(block, f"README.md block {k}", "exec"), namespace)  # noqa: S102
+    assert (tmp_path / "net.svg").exists() and isinstance(namespace["loss"], float)
+    assert "Network analysis: 6 layers" in capsys.readouterr().out
 
 
 def test_readme_lists_every_command():
