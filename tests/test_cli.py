@@ -69,6 +69,7 @@ def test_version(capsys):
     ["plot", NETWORKS + ":model_loss", "-o", "x.svg", "--stage", "layers"],
     ["plot", NETWORKS + ":model", "-o", "x.svg", "--stage", "grad"],
     ["plot", NETWORKS + ":chain", "-o", "x.png", "--format", "pdf"],
+    ["plot", NETWORKS + ":chain", "-o", "x.gif"],
     ["ir", NETWORKS],
     ["ir", NETWORKS + ":no_function"],
     ["cache"],

@@ -202,6 +202,9 @@ def test_bad_format_and_bad_object_raise_lgc_errors(networks, tmp_path):
         lgc.plot(networks.chain, tmp_path / "x.gif", format="gif")
     with pytest.raises(lgc.LgcError, match="does not match the file name"):
         lgc.plot(networks.chain, tmp_path / "x.png", format="pdf")
+    with pytest.raises(lgc.LgcError, match="must end in .svg, .png or .pdf"):
+        lgc.plot(networks.chain, tmp_path / "x.gif")
+    assert not list(tmp_path.iterdir())
     with pytest.raises(lgc.LgcError, match="expected a LayerGraph, DLNetwork"):
         lgc.plot(42)
 

@@ -261,8 +261,12 @@ def plot_cmd(args: argparse.Namespace) -> int:
     from .compiler import compile as lgc_compile
     from .compiler import gradient_part
     from .transforms import trace
-    from .viz import plot
+    from .viz import output_format, plot
 
+    try:
+        fmt = output_format(args.output, args.format)
+    except LgcError as e:
+        raise ArgumentError(f"lgc plot: {str(e).removeprefix('lgc.plot: ')}") from None
     path, name = split_target(args.target, "plot")
     module = load_module(path)
     obj = getattr(module, name, None) if name else None
@@ -289,10 +293,6 @@ def plot_cmd(args: argparse.Namespace) -> int:
                                 f"gradient IR to draw (use --stage ir)")
     elif stage == "fused":
         target = lgc_compile(fn, backend="numba").lower(*fargs).optimized
-    fmt = args.format
-    if fmt is not None and Path(args.output).suffix.lower().lstrip(".") not in (fmt, ""):
-        raise ArgumentError(f"lgc plot: --format {fmt} does not match the file name "
-                            f"{args.output!r}")
     plot(target, args.output, format=fmt)
     print(f"wrote {args.output}")
     return 0

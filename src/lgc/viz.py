@@ -47,8 +47,8 @@ def plot(obj, path: str | os.PathLike | None = None, format: str | None = None):
             optimized graph).
         path: when given, the diagram is rendered and written to exactly this file (parent
             folders are created).
-        format: "svg", "png" or "pdf"; default: the suffix of `path` if it is one of these,
-            else "svg".
+        format: "svg", "png" or "pdf"; default: the suffix of `path` (".svg", ".png",
+            ".pdf"), or "svg" when there is none.
     Returns:
         the `graphviz.Digraph` (shown inline in Jupyter; `.source` is its DOT text).
     Raises:
@@ -61,7 +61,7 @@ def plot(obj, path: str | os.PathLike | None = None, format: str | None = None):
     MATLAB difference: MATLAB's `plot(lgraph)` draws into a figure; here the diagram is a
     graphviz object and a file.
     """
-    fmt = _format(path, format)
+    fmt = output_format(path, format)
     dot = digraph(obj)
     if path is not None:
         render(dot, path, fmt)
@@ -89,10 +89,14 @@ def digraph(obj) -> graphviz.Digraph:
                    f"Graph, got {type(obj).__name__}")
 
 
-def _format(path, format: str | None) -> str:  # noqa: A002
+def output_format(path, format: str | None) -> str:  # noqa: A002
+    """The format `plot` writes `path` in (see `plot`); LgcError when they disagree."""
     suffix = Path(path).suffix.lower().lstrip(".") if path is not None else ""
     if format is None:
-        return suffix if suffix in FORMATS else "svg"
+        if suffix and suffix not in FORMATS:
+            raise LgcError(f"lgc.plot: cannot write {str(path)!r}: the file name must end in "
+                           f".svg, .png or .pdf, or give format= ({', '.join(FORMATS)})")
+        return suffix or "svg"
     fmt = str(format).lower()
     if fmt not in FORMATS:
         raise LgcError(f"lgc.plot: format must be one of {', '.join(FORMATS)}, got {format!r}")
