@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import graphviz
+import numpy as np
 
 from .errors import LgcError
 
@@ -247,8 +248,6 @@ def _fused_kind(n) -> str:
 
 
 def _short_attrs(attrs: dict) -> str:
-    import numpy as np
-
     parts = []
     for k, v in attrs.items():
         if isinstance(v, str) and not v:
@@ -283,11 +282,14 @@ def ir_digraph(g) -> graphviz.Digraph:
         kind = node_kind(n)
         counts[kind] += 1
         nid = f"n{i}"
+        if n.op.name == "constant" and np.size(n.attrs.get("value")) <= 4:
+            # a small constant is drawn next to each use: one shared node would pull edges
+            # across the whole diagram
+            src[n.outputs[0]] = ("const", nid, _short_attrs({"v": n.attrs.get("value")})[2:])
+            continue
         if n.op.name == "constant":
-            val = n.attrs.get("value")
-            text = _short_attrs({"v": val})[2:]
-            dot.node(nid, label=f"{text}", shape="plaintext", fontsize="9",
-                     fontcolor="#666666", tooltip=f"%{names[n.outputs[0]]} = constant")
+            dot.node(nid, label=f"constant\n{n.outputs[0].type}", shape="plaintext",
+                     fontsize="9", fontcolor="#666666")
         else:
             attrs = _short_attrs({k: v for k, v in n.attrs.items()
                                   if k not in ("value",) and v not in ((), "", None)})
@@ -315,6 +317,12 @@ def ir_digraph(g) -> graphviz.Digraph:
 
 def _value_edge(dot, src: dict, v, head: str, names: dict) -> None:
     tail = src.get(v)
+    if isinstance(tail, tuple):  # a small constant: a fresh node at each use
+        cid = f"{tail[1]}_{head}"
+        dot.node(cid, label=tail[2], shape="plaintext", fontsize="9", fontcolor="#666666",
+                 tooltip=f"%{names.get(v, '?')} = constant")
+        dot.edge(cid, head, color="#bbbbbb")
+        return
     if tail is None:  # a value from outside this graph (a gradient part's forward input)
         tail = f"ext_{names.get(v, v.id)}"
         dot.node(tail, label=f"%{names.get(v, '?')}\n{v.type}", shape="ellipse",
