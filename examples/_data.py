@@ -87,7 +87,7 @@ def digit_rows(seed: int = 0):
 def digit_tokens(levels: int = 4):
     """Digits as token sequences: each pixel quantized to `levels` gray levels, each row of 8
     pixels read as one word (a number in [0, levels**8)), so a digit is a sentence of 8 tokens.
-    Words are re-indexed to a 0-based vocabulary in order of first appearance. Returns
+    Words are re-indexed to a 0-based vocabulary (sorted word values). Returns
     tokens (1, N, 8) int64 ("CBT"), labels (N,), vocabulary size."""
     x, y = digits(8)
     q = np.minimum((x[:, :, 0, :] * levels).astype(np.int64), levels - 1)  # (8 rows, 8 cols, N)
