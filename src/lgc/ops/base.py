@@ -63,7 +63,7 @@ class Lowering:
     source: str = ""
 
 
-PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, thread start-up costs more than it saves
+PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, thread start-up costs more than it saves
 
 
 def loop_for(size: int) -> str:
