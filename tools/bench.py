@@ -1,20 +1,31 @@
-"""Speed of lgc next to PyTorch (and JAX when installed), measured in one run on one machine.
+"""Speed of lgc next to PyTorch and JAX, measured in one run on one machine.
 
-    python tools/bench.py                 # all workloads, a table of ms per step and ratios
-    python tools/bench.py --quick         # tiny sizes, checks lgc and the peers agree
-    python tools/bench.py --json out.json
+    python tools/bench.py                   # every workload: ms/step, ratios, compile, memory
+    python tools/bench.py mlp lstm --reps 100
+    python tools/bench.py --quick           # tiny sizes in-process: lgc and the peers agree
+    python tools/bench.py --json out.json --plot ratios.png
+    python tools/bench.py --profile lenet   # where the time of lgc's train step goes
+    python tools/bench.py --backend reference   # (numba by default; cuda: docs/cuda.md)
 
-Each workload is a loss plus its gradient with respect to every parameter (forward and
-backward, no update yet) computed by lgc's compiled dlfeval and by the peers on the same data.
-Timings are medians over repeated runs after warm-up; compile time is measured in fresh
-processes: cold (empty kernel cache) and warm (cache filled by the cold run).
+Every workload (tools/bench_workloads.py) is timed as a full train step — forward, loss,
+backward, Adam update — in each contender: lgc compile_train_step, lgc dlfeval + adamupdate,
+PyTorch eager (torch.optim.Adam), torch.compile and JAX jit. A full run times each (workload,
+contender) in a fresh process: the median ms/step after warm-up, the first step (trace and
+compile) with an empty kernel cache (cold) and a filled one (warm), and the peak resident
+memory (getrusage maxrss). It also measures the machine's limits (a float32 STREAM triad and
+np.matmul GEMM rate), Adam against the triad, compile time against depth and memory over
+1,000 steps. --quick runs tiny sizes in this process and checks that the losses of the first
+two steps agree between lgc and every peer; it asserts nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -25,171 +36,525 @@ import numpy as np
 
 import lgc
 
-# --- workloads: (params, inputs) builders and the lgc model loss --------------------------------
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def mlp(batch=128, sizes=(64, 256, 256, 10), seed=0):
-    rng = np.random.default_rng(seed)
-    params = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params[f"W{i}"] = (rng.normal(size=(n_out, n_in)) * np.sqrt(2 / n_in)).astype(np.float32)
-        params[f"b{i}"] = np.zeros((n_out, 1), np.float32)
-    x = rng.normal(size=(sizes[0], batch)).astype(np.float32)
-    t = lgc.onehotencode(rng.integers(0, sizes[-1], batch), 0, ClassNames=range(sizes[-1]))
-    return params, x, t
+def _load_workloads():
+    if "bench_workloads" not in sys.modules:  # loaded by path: `lgc bench` imports us by path
+        spec = importlib.util.spec_from_file_location(
+            "bench_workloads", os.path.join(HERE, "bench_workloads.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_workloads"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["bench_workloads"]
 
 
-def mlp_loss(params, X, T):
-    n = len(params) // 2
-    h = lgc.dlarray(X, "CB")
-    for i in range(n):
-        h = lgc.fullyconnect(h, params[f"W{i}"], params[f"b{i}"])
-        if i < n - 1:
-            h = lgc.relu(h)
-    loss = lgc.crossentropy(lgc.softmax(h), lgc.dlarray(T, "CB"))
-    return loss, lgc.dlgradient(loss, params)
+W = _load_workloads()
+NAMES = list(W.WORKLOADS)
+CONTENDERS = ("lgc", "lgc_eager", "torch", "torch_compile", "jax")
+LABEL = {"lgc": "lgc train step", "lgc_eager": "lgc dlfeval+adamupdate",
+         "torch": "PyTorch eager", "torch_compile": "torch.compile", "jax": "JAX jit"}
+PEERS = ("torch", "torch_compile", "jax")
+GOAL = {"mlp": {"torch": 0.5, "jax": 1.0}, "lstm": {"torch": 0.8, "jax": 1.0},
+        "lenet": {"torch": 1.0, "jax": 1.0}, "cnn": {"torch": 1.0, "jax": 1.0},
+        "adam": {"jax": 1.0}}
+AGREE_RTOL = 2e-3  # float32 losses of the first two steps; summation orders differ
+TORCH_COMPILE_LIMIT_S = 300
 
 
-def lenet(batch=64, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def w(*shape, fan_in):
-        return (rng.normal(size=shape) * np.sqrt(2 / fan_in)).astype(np.float32)
-
-    params = {"c1w": w(5, 5, 1, 6, fan_in=25), "c1b": np.zeros(6, np.float32),
-              "c2w": w(5, 5, 6, 16, fan_in=150), "c2b": np.zeros(16, np.float32),
-              "f1w": w(120, 400, fan_in=400), "f1b": np.zeros((120, 1), np.float32),
-              "f2w": w(84, 120, fan_in=120), "f2b": np.zeros((84, 1), np.float32),
-              "f3w": w(10, 84, fan_in=84), "f3b": np.zeros((10, 1), np.float32)}
-    x = rng.normal(size=(28, 28, 1, batch)).astype(np.float32)
-    t = lgc.onehotencode(rng.integers(0, 10, batch), 0, ClassNames=range(10))
-    return params, x, t
+class UnavailableError(Exception):
+    """A peer that is not installed (reported as such, never a failure)."""
 
 
-def lenet_loss(p, X, T):
-    h = lgc.dlarray(X, "SSCB")
-    h = lgc.maxpool(lgc.relu(lgc.dlconv(h, p["c1w"], p["c1b"], Padding=2)), 2, Stride=2)
-    h = lgc.maxpool(lgc.relu(lgc.dlconv(h, p["c2w"], p["c2b"])), 2, Stride=2)
-    h = lgc.relu(lgc.fullyconnect(h, p["f1w"], p["f1b"]))
-    h = lgc.relu(lgc.fullyconnect(h, p["f2w"], p["f2b"]))
-    loss = lgc.crossentropy(lgc.softmax(lgc.fullyconnect(h, p["f3w"], p["f3b"])),
-                            lgc.dlarray(T, "CB"))
-    return loss, lgc.dlgradient(loss, p)
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-WORKLOADS = {"mlp": (mlp, mlp_loss), "lenet": (lenet, lenet_loss)}
+# --- the contenders: each returns step() -> loss of that step ----------------------------------
 
 
-# --- peers --------------------------------------------------------------------------------------
+def make_step(contender: str, name: str, prob, lr: float):
+    if contender == "lgc":
+        ts = lgc.compile_train_step(prob.loss, prob.params, "adam", learnRate=lr)
+        return lambda: ts(*prob.batch)
+    if contender == "lgc_eager":
+        return _lgc_eager(prob, lr)
+    try:
+        if contender.startswith("torch"):
+            import torch  # noqa: F401
+        else:
+            import jax  # noqa: F401
+    except ImportError:
+        raise UnavailableError("not installed") from None
+    if contender == "jax":
+        return _jax_step(name, prob, lr)
+    return _torch_step(name, prob, lr, compiled=contender == "torch_compile")
 
 
-def torch_step(name, params, x, t):
-    """A PyTorch eager loss+gradient with the same math and data layout conversions done once."""
-    import torch
-    import torch.nn.functional as F  # noqa: N812
+def _lgc_eager(prob, lr):
+    is_net = isinstance(prob.params, lgc.DLNetwork)
 
-    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    labels = torch.tensor(np.argmax(t, axis=0))
-    if name == "mlp":
-        xt = torch.tensor(x.T.copy())
+    def gradients(p, *batch):
+        out = prob.loss(p, *batch)
+        loss, *rest = out if isinstance(out, tuple) else (out,)
+        return (loss, lgc.dlgradient(loss, p.Learnables if is_net else p), *rest)
 
-        def step():
-            h = xt
-            n = len(tp) // 2
-            for i in range(n):
-                h = h @ tp[f"W{i}"].T + tp[f"b{i}"][:, 0]
-                if i < n - 1:
-                    h = torch.relu(h)
-            loss = F.cross_entropy(h, labels)
-            return loss, torch.autograd.grad(loss, list(tp.values()))
-    else:
-        xt = torch.tensor(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))  # NCHW
-        conv = {k: torch.tensor(np.ascontiguousarray(params[k].transpose(3, 2, 0, 1)),
-                                requires_grad=True) for k in ("c1w", "c2w")}
-        rest = {k: v for k, v in tp.items() if k not in conv}
-        leaves = list(conv.values()) + list(rest.values())
+    s = {"p": prob.params, "m": None, "v": None, "t": 0}
 
-        def step():
-            h = F.max_pool2d(torch.relu(F.conv2d(xt, conv["c1w"], rest["c1b"], padding=2)), 2)
-            h = F.max_pool2d(torch.relu(F.conv2d(h, conv["c2w"], rest["c2b"])), 2)
-            # lgc flattens MATLAB-style (first S fastest): permute to (N, C, W, H) first
-            h = h.permute(0, 1, 3, 2).reshape(h.shape[0], -1)
-            h = torch.relu(h @ rest["f1w"].T + rest["f1b"][:, 0])
-            h = torch.relu(h @ rest["f2w"].T + rest["f2b"][:, 0])
-            loss = F.cross_entropy(h @ rest["f3w"].T + rest["f3b"][:, 0], labels)
-            return loss, torch.autograd.grad(loss, leaves)
+    def step():
+        loss, grads, *rest = lgc.dlfeval(gradients, s["p"], *prob.batch)
+        if is_net:
+            s["p"].State = rest[0]
+        s["t"] += 1
+        s["p"], s["m"], s["v"] = lgc.adamupdate(s["p"], grads, s["m"], s["v"], s["t"], lr)
+        return float(loss)
     return step
 
 
-def median_ms(fn, reps, warmup=3):
-    for _ in range(warmup):
-        fn()
+def _torch_step(name, prob, lr, compiled):
+    import torch
+
+    params, loss_fn = W.torch_model(name, prob)
+    opt = torch.optim.Adam(params, lr=lr)
+    update = opt.step
+    if compiled:
+        loss_fn = torch.compile(loss_fn)
+        update = torch.compile(opt.step)  # the documented way to compile an optimizer
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        update()
+        return loss.item()
+    return step
+
+
+def _jax_step(name, prob, lr):
+    import jax
+    import jax.numpy as jnp
+
+    params, loss_fn = W.jax_model(name, prob)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    @jax.jit
+    def train(ps, ms, vs, t):
+        loss, gs = jax.value_and_grad(loss_fn)(ps)
+        ms = [b1 * m + (1 - b1) * g for m, g in zip(ms, gs)]
+        vs = [b2 * v + (1 - b2) * g * g for v, g in zip(vs, gs)]
+        scale = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        ps = [p - scale * m / (jnp.sqrt(v) + eps) for p, m, v in zip(ps, ms, vs)]
+        return loss, ps, ms, vs
+
+    zeros = [jnp.zeros_like(p) for p in params]
+    s = {"state": (params, zeros, list(zeros)), "t": 0}
+
+    def step():
+        s["t"] += 1
+        loss, *state = train(*s["state"], jnp.float32(s["t"]))
+        s["state"] = state
+        return float(loss)  # waits for the result
+    return step
+
+
+# --- measuring one (workload, contender) --------------------------------------------------------
+
+
+def measure(contender: str, name: str, quick: bool, reps: int, lr: float,
+            memflat: bool = False) -> dict:
+    prob = W.problem(name, quick)
+    out = {"rss_before_mb": maxrss_mb()}
+    t0 = time.perf_counter()
+    try:
+        step = make_step(contender, name, prob, lr)
+    except UnavailableError as e:
+        return {"status": str(e)}
+    losses = [step()]
+    out["first_step_s"] = time.perf_counter() - t0
+    losses.append(step())
+    if memflat:  # maxrss after 100 and after 1,000 steps of the same step
+        for _ in range(98):
+            step()
+        out["rss_100_mb"] = maxrss_mb()
+        for _ in range(900):
+            step()
+        out["rss_1000_mb"] = maxrss_mb()
+        return {**out, "status": "ok", "losses": losses}
+    for _ in range(min(3, reps)):
+        step()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
-def compile_times(name: str) -> dict:
-    """Cold (empty cache) and warm (filled cache) trace+compile time in fresh processes."""
-    code = (f"import sys, time; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-            f"import bench, lgc; build, loss = bench.WORKLOADS[{name!r}]; "
-            "p, x, t = build(); t0 = time.perf_counter(); "
-            "low = lgc.compile(loss).lower(p, x, t); "
-            "print(time.perf_counter() - t0, low.stats['n_ops'], low.stats['n_kernels'])")
-    out = {}
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "LGC_CACHE_DIR": cache}
-        for label in ("cold", "warm"):
-            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                 text=True, check=True)
-            secs, n_ops, n_kernels = res.stdout.split()
-            out[f"compile_{label}_s"] = float(secs)
-    out["n_ops"], out["n_kernels"] = int(n_ops), int(n_kernels)
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    out.update(status="ok", losses=losses, ms=statistics.median(times) * 1e3,
+               ms_min=min(times) * 1e3, reps=reps, peak_rss_mb=maxrss_mb())
     return out
 
 
-def run(names, quick: bool, reps: int) -> list[dict]:
+def worker(contender: str, name: str, args, cache: str | None = None, reps: int | None = None,
+           memflat: bool = False, timeout: float = 900) -> dict:
+    """measure() in a fresh process (its own maxrss, its own cold or warm kernel cache)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", contender, name,
+           "--reps", str(reps or args.reps), "--lr", str(args.lr)] + (
+        ["--memflat"] if memflat else [])
+    env = {**os.environ, "LGC_BACKEND": args.backend}
+    if cache:
+        env["LGC_CACHE_DIR"] = cache
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"failed: exceeded {timeout:.0f} s (compile time capped)"}
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
+    if res.returncode or not lines:
+        err = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        return {"status": f"failed: {err[:200]}"}
+    out = json.loads(lines[-1][len("BENCH_RESULT "):])
+    out["process_s"] = time.perf_counter() - t0
+    return out
+
+
+# --- physical limits ------------------------------------------------------------------------------
+
+
+def _triad_kernel():
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=False)
+    def triad(a, b, c, s):
+        for i in prange(a.size):
+            a[i] = b[i] + s * c[i]
+    return triad
+
+
+def limits(quick: bool) -> dict:
+    """STREAM-style float32 triad (GB/s, 3 arrays counted, best of N), np.matmul GFLOP/s,
+    and the Adam update alone (7 floats moved per element) as % of the triad."""
+    n = 1 << (16 if quick else 25)
+    a, b, c = (np.ones(n, np.float32) for _ in range(3))
+    triad = _triad_kernel()
+    triad(a, b, c, np.float32(3.0))
+    best = min(_timed(lambda: triad(a, b, c, np.float32(3.0))) for _ in range(3 if quick else 20))
+    out = {"triad_elements": n, "triad_GBps": 3 * 4 * n / best / 1e9}
+    m = 128 if quick else 1024
+    x, y = (np.random.default_rng(0).random((m, m), dtype=np.float32) for _ in range(2))
+    best = min(_timed(lambda: np.matmul(x, y)) for _ in range(3 if quick else 10))
+    out.update(gemm_n=m, gemm_GFLOPs=2 * m ** 3 / best / 1e9)
+    out.update(_adam_alone(1000 if quick else 10_000_000, 3 if quick else 20,
+                           out["triad_GBps"]))
+    return out
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _adam_alone(n: int, reps: int, triad_gbps: float) -> dict:
+    rng = np.random.default_rng(0)
+    theta, g = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+    s = {"p": theta, "m": None, "v": None, "t": 0}
+
+    def update():
+        s["t"] += 1
+        s["p"], s["m"], s["v"] = lgc.adamupdate(s["p"], g, s["m"], s["v"], s["t"])
+    update()
+    out = {"adam_n": n, "adam_lgc_ms": min(_timed(update) for _ in range(reps)) * 1e3}
+    from lgc.updates import _RUNNERS  # the flat-buffer kernel alone, without packing the grad
+
+    run = next(r for (op, _), r in _RUNNERS.items() if op == "adam_update")
+    bufs = [np.array(s["p"]), g, np.zeros(n, np.float32), np.zeros(n, np.float32)]
+    call = lambda: run([bufs[0], bufs[2], bufs[3]], [*bufs, 1e-3, 0.9, 0.999, 1e-8, 1.0])  # noqa: E731
+    call()
+    out["adam_kernel_ms"] = min(_timed(call) for _ in range(reps)) * 1e3
+    try:
+        import torch
+    except ImportError:
+        out["adam_torch_ms"] = None
+    else:
+        p = torch.tensor(theta, requires_grad=True)
+        p.grad = torch.tensor(g)
+        opt = torch.optim.Adam([p], lr=1e-3)
+        opt.step()
+        out["adam_torch_ms"] = min(_timed(opt.step) for _ in range(reps)) * 1e3
+    for k in ("lgc", "kernel", "torch"):
+        ms = out[f"adam_{k}_ms"]
+        if ms:
+            out[f"adam_{k}_pct_triad"] = 100 * 7 * 4 * n / (ms / 1e3) / 1e9 / triad_gbps
+    return out
+
+
+# --- the runs ---------------------------------------------------------------------------------
+
+
+def agree(ref, got) -> bool:
+    return bool(np.allclose(got, ref, rtol=AGREE_RTOL, atol=1e-5))
+
+
+def run_quick(names, contenders, args) -> list[dict]:
     rows = []
     for name in names:
-        build, loss = WORKLOADS[name]
-        params, x, t = build(batch=8) if quick else build()
-        cf = lgc.compile(loss)
-        ours = cf(params, x, t)
-        row = {"workload": name,
-               "lgc_ms": median_ms(lambda cf=cf, p=params, x=x, t=t: cf(p, x, t), reps)}
-        try:
-            step = torch_step(name, params, x, t)
-        except ImportError:
-            row["torch_ms"] = None
-        else:
-            loss_t, grads_t = step()
-            np.testing.assert_allclose(float(ours[0]), loss_t.item(), rtol=1e-4)
-            row["torch_ms"] = median_ms(step, reps)
-            row["lgc/torch"] = row["lgc_ms"] / row["torch_ms"]
-        if not quick:
-            row.update(compile_times(name))
+        row = {"workload": name}
+        for c in contenders:
+            row[c] = r = measure(c, name, True, args.reps, args.lr)
+            if c != "lgc" and r.get("status") == "ok" and row["lgc"].get("status") == "ok":
+                r["agree"] = agree(row["lgc"]["losses"], r["losses"])
+                r["ratio"] = row["lgc"]["ms"] / r["ms"]
         rows.append(row)
     return rows
 
 
-def main(argv=None) -> int:
+def run_full(names, contenders, args) -> list[dict]:
+    rows = []
+    for name in names:
+        row = {"workload": name, "description": W.DESCRIPTION.get(name, name)}
+        with tempfile.TemporaryDirectory() as cache:
+            cold = worker("lgc", name, args, cache, reps=3)
+            row["lgc"] = worker("lgc", name, args, cache)  # warm start, then the timing
+            row["compile_cold_s"] = cold.get("first_step_s")
+            row["compile_warm_s"] = row["lgc"].get("first_step_s")
+            row["process_warm_s"] = row["lgc"].get("process_s")
+            for c in contenders:
+                if c == "lgc":
+                    continue
+                limit = TORCH_COMPILE_LIMIT_S if c == "torch_compile" else 900
+                row[c] = r = worker(c, name, args, cache, timeout=limit)
+                if r.get("status") == "ok" and row["lgc"].get("status") == "ok":
+                    r["agree"] = agree(row["lgc"]["losses"], r["losses"])
+                    r["ratio"] = row["lgc"]["ms"] / r["ms"]
+        print(summary_line(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def depth_scaling(args) -> dict:
+    out = {}
+    for d in (4, 16, 64):
+        with tempfile.TemporaryDirectory() as cache:
+            out[d] = worker("lgc", f"depth{d}", args, cache, reps=3).get("first_step_s")
+    ds = np.array(list(out), float)
+    ts = np.array(list(out.values()), float)
+    slope, icpt = np.polyfit(ds, ts, 1)
+    resid = ts - (slope * ds + icpt)
+    r2 = 1 - float(resid @ resid) / float(((ts - ts.mean()) ** 2).sum())
+    return {"cold_compile_s": out, "seconds_per_layer": slope, "intercept_s": icpt, "r2": r2}
+
+
+def machine() -> dict:
+    model = platform.processor()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    versions = {}
+    for mod in ("numpy", "numba", "torch", "jax"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = None
+    return {"cpu": model, "cores": os.cpu_count(), "memory_GiB": round(mem, 1),
+            "python": platform.python_version(), "versions": versions,
+            "loadavg": os.getloadavg()}
+
+
+# --- profile: every step of the compiled executable timed, like a profiler would -------------
+
+
+def profile(name: str, reps: int, top: int, lr: float) -> str:
+    """The top steps of lgc's compiled train step by time: op, output shape, provenance."""
+    prob = W.problem(name, False)
+    ts = lgc.compile_train_step(prob.loss, prob.params, "adam", learnRate=lr)
+    ts(*prob.batch)
+    (_, exe, _), = ts._programs.values()
+    if not hasattr(exe, "_steps"):
+        raise SystemExit(f"--profile needs the numba backend (got {exe.backend})")
+    for _ in range(3):
+        ts(*prob.batch)
+    original, spent = exe._steps, [0.0] * len(exe._steps)
+
+    def timed(i, run):
+        def f(env):
+            t = time.perf_counter()
+            run(env)
+            spent[i] += time.perf_counter() - t
+        return f
+    exe._steps = [(s[0], s[1], timed(i, s[2]), *s[3:]) for i, s in enumerate(original)]
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        ts(*prob.batch)
+    total = (time.perf_counter() - t0) / reps * 1e3
+    exe._steps = original
+    per = [x / reps * 1e3 for x in spent]
+    inside = sum(per)
+    lines = [f"profile of the lgc train step '{name}' ({exe.backend}, {reps} steps): "
+             f"{total:.3f} ms/step; {inside:.3f} ms in {len(per)} executable steps "
+             f"({len(exe.kernels)} kernels), {total - inside:.3f} ms outside them (driver "
+             "loop, input checks, TrainStep)",
+             f"{'ms/step':>8} {'%':>5}  {'kind':6} {'op':34} {'output shape':18} provenance"]
+    by_kind: dict[str, float] = {}
+    for i in sorted(range(len(per)), key=per.__getitem__, reverse=True):
+        s = original[i]
+        by_kind[s[0]] = by_kind.get(s[0], 0.0) + per[i]
+        if len(lines) - 2 >= top:
+            continue
+        node = s[1]
+        op = "+".join(s[3].ops) if len(s) > 3 and s[3] is not None else node.op.name
+        shape = "x".join(map(str, node.outputs[0].shape)) if node.outputs else ""
+        lines.append(f"{per[i]:8.3f} {100 * per[i] / total:5.1f}  {s[0]:6} {op[:34]:34} "
+                     f"{shape[:18]:18} {node.prov}")
+    lines.append("by kind: " + ", ".join(f"{k} {v:.3f} ms ({100 * v / total:.0f}%)"
+                                          for k, v in sorted(by_kind.items())))
+    return "\n".join(lines)
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _fmt(r: dict | None) -> str:
+    if not r:
+        return "-"
+    if r.get("status") != "ok":
+        return r.get("status", "-")
+    s = f"{r['ms']:.3g} ms"
+    if "ratio" in r:
+        s += f" (×{r['ratio']:.2f})"
+    if r.get("agree") is False:
+        s += " DISAGREES"
+    return s
+
+
+def summary_line(row: dict) -> str:
+    parts = [f"{row['workload']:>6}"] + [f"{c}={_fmt(row.get(c))}" for c in CONTENDERS
+                                         if c in row]
+    if row.get("compile_cold_s") is not None:
+        parts.append(f"compile cold {row['compile_cold_s']:.2f} s warm "
+                     f"{row['compile_warm_s']:.2f} s")
+    return "  ".join(parts)
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["workloads"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(PEERS)
+    for k, peer in enumerate(PEERS):
+        xs, ys = [], []
+        for i, row in enumerate(rows):
+            r = row.get(peer) or {}
+            if "ratio" in r:
+                xs.append(i + (k - 1) * width)
+                ys.append(r["ratio"])
+        ax.bar(xs, ys, width, label=f"lgc / {LABEL[peer]}")
+    for i, row in enumerate(rows):
+        for peer, goal in GOAL.get(row["workload"], {}).items():
+            k = PEERS.index(peer)
+            ax.plot([i + (k - 1.5) * width, i + (k - 0.5) * width], [goal, goal], "k-", lw=2)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [r["workload"] for r in rows])
+    ax.set_ylabel("time ratio lgc / peer (lower is better)")
+    ax.set_title("lgc train step vs peers (black ticks: issue-9 goals)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- entry points -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, a few repetitions")
-    ap.add_argument("--reps", type=int, default=50)
-    ap.add_argument("--json", metavar="FILE")
-    args = ap.parse_args(argv)
-    rows = run(args.workloads, args.quick, 3 if args.quick else args.reps)
-    for r in rows:
-        print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in r.items()))
+    ap.add_argument("workloads", nargs="*", default=None, help=f"any of {NAMES} (default all)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes in-process; check agreement")
+    ap.add_argument("--reps", type=int, default=None, help="timed steps per contender")
+    ap.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    ap.add_argument("--peers", default=None, help=f"comma-separated subset of {CONTENDERS}")
+    ap.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    ap.add_argument("--plot", metavar="PNG", help="bar chart of the ratios lgc/peer")
+    ap.add_argument("--backend", default="numba", choices=["numba", "cuda", "reference"])
+    ap.add_argument("--profile", metavar="WORKLOAD", help="time each step of lgc's executable")
+    ap.add_argument("--top", type=int, default=15, help="rows of --profile")
+    ap.add_argument("--no-extras", action="store_true",
+                    help="skip limits, compile-vs-depth and memory-over-1,000-steps")
+    ap.add_argument("--worker", nargs=2, metavar=("CONTENDER", "WORKLOAD"),
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--memflat", action="store_true", help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    names = args.workloads or NAMES
+    bad = [n for n in names if n not in NAMES and not n.startswith("depth")]
+    if bad:
+        print(f"unknown workload(s) {bad}; choose from {NAMES}", file=sys.stderr)
+        return 2
+    args.reps = args.reps or (3 if args.quick else 50)
+    args.lr = args.lr or (1e-2 if args.quick else 1e-3)
+    contenders = args.peers.split(",") if args.peers else [
+        c for c in CONTENDERS if not (args.quick and c == "torch_compile")]
+    import lgc.backend as backends
+
+    previous = backends._selected
+    lgc.set_backend(args.backend)
+    try:
+        if args.worker:
+            res = measure(*args.worker, False, args.reps, args.lr, args.memflat)
+            print("BENCH_RESULT " + json.dumps(res), flush=True)
+            return 0
+        if args.profile:
+            print(profile(args.profile, args.reps, args.top, args.lr))
+            return 0
+        return _run(names, contenders, args)
+    finally:
+        backends._selected = previous
+
+
+def _run(names, contenders, args) -> int:
+    results = {"command": "python tools/bench.py " + " ".join(sys.argv[1:]) if __name__ ==
+               "__main__" else "tools/bench.py main()", "backend": args.backend,
+               "quick": args.quick, "machine": machine(), "reps": args.reps, "lr": args.lr}
+    if args.quick:
+        results["workloads"] = rows = run_quick(names, contenders, args)
+        for row in rows:
+            print(summary_line(row))
+    else:
+        results["workloads"] = rows = run_full(names, contenders, args)
+    if not args.no_extras:
+        results["limits"] = lim = limits(args.quick)
+        print(f"limits: triad {lim['triad_GBps']:.1f} GB/s, GEMM {lim['gemm_GFLOPs']:.0f} "
+              f"GFLOP/s; Adam alone: lgc {lim.get('adam_lgc_pct_triad', 0):.0f}% of triad "
+              f"(kernel {lim.get('adam_kernel_pct_triad', 0):.0f}%), PyTorch "
+              f"{lim.get('adam_torch_pct_triad') or 0:.0f}%")
+        if not args.quick:
+            results["depth"] = d = depth_scaling(args)
+            print(f"compile vs depth: {d['cold_compile_s']}, {d['seconds_per_layer']:.3f} "
+                  f"s/layer, R² {d['r2']:.3f}")
+            m = worker("lgc", "mlp", args, memflat=True)
+            results["memory"] = m
+            print(f"memory: maxrss after 100 steps {m.get('rss_100_mb', 0):.1f} MB, after "
+                  f"1,000 {m.get('rss_1000_mb', 0):.1f} MB")
+    results["machine"]["loadavg_end"] = os.getloadavg()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
-    return 0
+            json.dump(results, f, indent=1, default=float)
+    if args.plot:
+        plot(results, args.plot)
+    failed = [(r["workload"], c) for r in rows for c in contenders
+              if (r.get(c) or {}).get("agree") is False]
+    if failed:
+        print(f"DISAGREEMENT between lgc and {failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
