@@ -60,6 +60,7 @@ GOAL = {"mlp": {"torch": 0.5, "jax": 1.0}, "lstm": {"torch": 0.8, "jax": 1.0},
         "adam": {"jax": 1.0}}
 AGREE_RTOL = 2e-3  # float32 losses of the first two steps; summation orders differ
 TORCH_COMPILE_LIMIT_S = 300
+THREADS = 0  # 0: each framework's default (every core); --threads N, and 1 for --quick
 
 
 class UnavailableError(Exception):
@@ -114,6 +115,8 @@ def _lgc_eager(prob, lr):
 def _torch_step(name, prob, lr, compiled):
     import torch
 
+    if THREADS:
+        torch.set_num_threads(THREADS)
     params, loss_fn = W.torch_model(name, prob)
     opt = torch.optim.Adam(params, lr=lr)
     update = opt.step
@@ -199,6 +202,11 @@ def worker(contender: str, name: str, args, cache: str | None = None, reps: int 
            "--reps", str(reps or args.reps), "--lr", str(args.lr)] + (
         ["--memflat"] if memflat else [])
     env = {**os.environ, "LGC_BACKEND": args.backend}
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+        env.update({k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                    "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")})
+        env["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false" if args.threads == 1 else "")
     if cache:
         env["LGC_CACHE_DIR"] = cache
     t0 = time.perf_counter()
@@ -481,6 +489,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--peers", default=None, help=f"comma-separated subset of {CONTENDERS}")
     ap.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     ap.add_argument("--plot", metavar="PNG", help="bar chart of the ratios lgc/peer")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for every framework (default: their own, all cores)")
     ap.add_argument("--backend", default="numba", choices=["numba", "cuda", "reference"])
     ap.add_argument("--profile", metavar="WORKLOAD", help="time each step of lgc's executable")
     ap.add_argument("--top", type=int, default=15, help="rows of --profile")
@@ -501,6 +511,9 @@ def main(argv=None) -> int:
         return 2
     args.reps = args.reps or (3 if args.quick else 50)
     args.lr = args.lr or (1e-2 if args.quick else 1e-3)
+    global THREADS
+    # --quick checks numbers: one PyTorch thread avoids its thread barriers on a busy machine
+    THREADS = args.threads or (1 if args.quick else 0)
     contenders = args.peers.split(",") if args.peers else [
         c for c in CONTENDERS if not (args.quick and c == "torch_compile")]
     import lgc.backend as backends

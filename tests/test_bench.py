@@ -1,0 +1,71 @@
+"""tools/bench.py --quick: lgc and every installed peer agree on the losses of a train step.
+
+Runs the benchmark in-process on tiny sizes, on the reference and the Numba backends. It
+checks numbers, never time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    if "bench" in sys.modules and getattr(sys.modules["bench"], "__file__", "") == str(
+            TOOLS / "bench.py"):
+        return sys.modules["bench"]
+    spec = importlib.util.spec_from_file_location("bench", TOOLS / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+# JAX compiles each tiny model for seconds: it is compared once, on the reference backend
+@pytest.mark.parametrize("backend, peers", [("reference", "lgc,lgc_eager,torch,jax"),
+                                            ("numba", "lgc,lgc_eager,torch")])
+def test_quick_agrees_with_peers(bench, backend, peers, tmp_path):
+    out = tmp_path / "quick.json"
+    code = bench.main(["--quick", "--no-extras", "--backend", backend, "--peers", peers,
+                       "--json", str(out)])
+    assert code == 0
+    res = json.loads(out.read_text())
+    assert res["backend"] == backend and res["quick"]
+    assert [r["workload"] for r in res["workloads"]] == bench.NAMES
+    for row in res["workloads"]:
+        lgc_losses = row["lgc"]["losses"]
+        assert row["lgc"]["status"] == "ok" and len(lgc_losses) == 2
+        assert lgc_losses[1] != lgc_losses[0], f"{row['workload']}: the update changed nothing"
+        for c in peers.split(",")[1:]:
+            if not _installed(c.split("_")[0]):
+                assert row[c] == {"status": "not installed"}
+                continue
+            assert row[c]["status"] == "ok", (row["workload"], c, row[c])
+            assert row[c]["agree"] is True, (row["workload"], c, lgc_losses, row[c]["losses"])
+        assert "torch_compile" not in row  # too slow to compile for --quick
+
+
+def test_disagreement_is_reported(bench):
+    assert bench.agree([2.0, 1.5], [2.0, 1.5 * (1 + 1e-4)])
+    assert not bench.agree([2.0, 1.5], [2.0, 1.6])
+
+
+def test_unknown_workload_is_refused(bench, capsys):
+    assert bench.main(["--quick", "nosuch"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+
+
+def test_limits_quick(bench):
+    lim = bench.limits(quick=True)
+    assert lim["triad_GBps"] > 0 and lim["gemm_GFLOPs"] > 0
+    assert lim["adam_lgc_ms"] > 0 and lim["adam_kernel_ms"] > 0
