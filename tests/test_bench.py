@@ -34,7 +34,7 @@ def _installed(name: str) -> bool:
 # JAX compiles each tiny model for seconds: it is compared once, on the reference backend
 @pytest.mark.parametrize("backend, peers", [("reference", "lgc,lgc_eager,torch,jax"),
                                             ("numba", "lgc,lgc_eager,torch")])
-def test_quick_agrees_with_peers(bench, backend, peers, tmp_path):
+def test_quick_agrees_with_peers(bench, backend, peers, tmp_path, capsys):
     out = tmp_path / "quick.json"
     code = bench.main(["--quick", "--no-extras", "--backend", backend, "--peers", peers,
                        "--json", str(out)])
@@ -53,6 +53,11 @@ def test_quick_agrees_with_peers(bench, backend, peers, tmp_path):
             assert row[c]["status"] == "ok", (row["workload"], c, row[c])
             assert row[c]["agree"] is True, (row["workload"], c, lgc_losses, row[c]["losses"])
         assert "torch_compile" not in row  # too slow to compile for --quick
+    png = tmp_path / "ratios.png"
+    assert bench.main(["--report", str(out), "--plot", str(png)]) == 0
+    table = capsys.readouterr().out.split("ms per train step")[1]
+    assert all(f"| {name} | " in table for name in bench.NAMES)
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_disagreement_is_reported(bench):

@@ -39,25 +39,23 @@ import lgc
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _load_workloads():
-    if "bench_workloads" not in sys.modules:  # loaded by path: `lgc bench` imports us by path
-        spec = importlib.util.spec_from_file_location(
-            "bench_workloads", os.path.join(HERE, "bench_workloads.py"))
+def _sibling(name: str):
+    """tools/<name>.py, loaded by path (`lgc bench` imports this file by path too)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_workloads"] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
-    return sys.modules["bench_workloads"]
+    return sys.modules[name]
 
 
-W = _load_workloads()
+def _report():
+    return _sibling("bench_report")
+
+
+W = _sibling("bench_workloads")
 NAMES = list(W.WORKLOADS)
 CONTENDERS = ("lgc", "lgc_eager", "torch", "torch_compile", "jax")
-LABEL = {"lgc": "lgc train step", "lgc_eager": "lgc dlfeval+adamupdate",
-         "torch": "PyTorch eager", "torch_compile": "torch.compile", "jax": "JAX jit"}
-PEERS = ("torch", "torch_compile", "jax")
-GOAL = {"mlp": {"torch": 0.5, "jax": 1.0}, "lstm": {"torch": 0.8, "jax": 1.0},
-        "lenet": {"torch": 1.0, "jax": 1.0}, "cnn": {"torch": 1.0, "jax": 1.0},
-        "adam": {"jax": 1.0}}
 AGREE_RTOL = 2e-3  # float32 losses of the first two steps; summation orders differ
 TORCH_COMPILE_LIMIT_S = 300
 THREADS = 0  # 0: each framework's default (every core); --threads N, and 1 for --quick
@@ -445,38 +443,6 @@ def summary_line(row: dict) -> str:
     return "  ".join(parts)
 
 
-def plot(results: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = results["workloads"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(PEERS)
-    for k, peer in enumerate(PEERS):
-        xs, ys = [], []
-        for i, row in enumerate(rows):
-            r = row.get(peer) or {}
-            if "ratio" in r:
-                xs.append(i + (k - 1) * width)
-                ys.append(r["ratio"])
-        ax.bar(xs, ys, width, label=f"lgc / {LABEL[peer]}")
-    for i, row in enumerate(rows):
-        for peer, goal in GOAL.get(row["workload"], {}).items():
-            k = PEERS.index(peer)
-            ax.plot([i + (k - 1.5) * width, i + (k - 0.5) * width], [goal, goal], "k-", lw=2)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(rows)), [r["workload"] for r in rows])
-    ax.set_ylabel("time ratio lgc / peer (lower is better)")
-    ax.set_title("lgc train step vs peers (black ticks: issue-9 goals)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # --- entry points -----------------------------------------------------------------------------
 
 
@@ -489,6 +455,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--peers", default=None, help=f"comma-separated subset of {CONTENDERS}")
     ap.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     ap.add_argument("--plot", metavar="PNG", help="bar chart of the ratios lgc/peer")
+    ap.add_argument("--report", metavar="JSON",
+                    help="print the Markdown tables of a --json file (and --plot it); no runs")
     ap.add_argument("--threads", type=int, default=0,
                     help="threads for every framework (default: their own, all cores)")
     ap.add_argument("--backend", default="numba", choices=["numba", "cuda", "reference"])
@@ -504,6 +472,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            results = json.load(f)
+        print(_report().markdown(results))
+        if args.plot:
+            _report().plot(results, args.plot)
+        return 0
     names = args.workloads or NAMES
     bad = [n for n in names if n not in NAMES and not n.startswith("depth")]
     if bad:
@@ -562,7 +537,7 @@ def _run(names, contenders, args) -> int:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=float)
     if args.plot:
-        plot(results, args.plot)
+        _report().plot(results, args.plot)
     failed = [(r["workload"], c) for r in rows for c in contenders
               if (r.get(c) or {}).get("agree") is False]
     if failed:
