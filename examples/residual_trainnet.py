@@ -33,7 +33,7 @@ network classifies scikit-learn's digits upsampled to 16x16 (scipy.ndimage.zoom)
 ValidationFrequency 12 (once an epoch). Verbose is on so the run shows MATLAB's table.
 
 Result (full mode, this 2-core machine): validation accuracy >= 95% (98.9% on 180 held-out
-digits after 180 iterations; about 5 minutes on the shared machine, about 1 on an idle one).
+digits after 180 iterations, in about 5 minutes on the shared, heavily loaded machine).
 
     python examples/residual_trainnet.py [--out DIR]            # full: 15 epochs
     python examples/residual_trainnet.py --quick [--out DIR]    # 2 epochs on a subset
