@@ -111,3 +111,33 @@ def test_compiled_function_matches_reference_and_shows_cuda_source():
     low = cf.lower(params, X, T)
     assert "cuda.grid(1)" in low.source and "cuda.shared.array" in low.source
     assert low.stats["host_steps"] == [] and low.stats["n_kernels"] == len(low.kernels) > 0
+
+
+def _geom(stride, dilation, padding):
+    return {"stride": stride, "dilation": dilation, "padding": padding}
+
+
+# (x shape, w shape, geometry): 1-D, 2-D with groups, dilation and asymmetric padding, 3-D
+CONV = [((7, 2, 3), (3, 2, 2, 1), _geom((2,), (1,), ((1, 2),))),
+        ((5, 4, 4, 2), (3, 2, 2, 3, 2), _geom((1, 2), (2, 1), ((1, 1), (0, 2)))),
+        ((3, 4, 3, 2, 2), (2, 2, 2, 2, 1, 1), _geom((1, 2, 1), (1, 1, 2), ((0, 1), (1, 0),
+                                                                           (1, 1))))]
+
+
+@pytest.mark.parametrize("case", range(len(CONV)))
+def test_conv_family_on_device_with_groups_strides_dilation(case):
+    xs, ws, geom = CONV[case]
+    rng = np.random.default_rng(case)
+    x, w = rng.normal(size=xs), rng.normal(size=ws)
+    b = Builder(Graph("conv"))
+    xv, wv = emit_inputs(b, [x, w])
+    y = b.emit("conv", xv, wv, **geom)
+    d = len(ws) - 3
+    gy = b.input(lgc.ir.types.TensorType("f64", y.shape), "gy")
+    gx = b.emit("conv_backward_input", gy, wv, **geom, in_size=xs[:d])
+    gw = b.emit("conv_backward_weights", xv, gy, **geom, kernel=ws[:d], groups=ws[-1])
+    b.graph.outputs = [y, gx, gw]
+    args = [x, w, rng.normal(size=y.shape)]
+    exe = CudaExecutable(b.graph)
+    assert_same(exe(args), run_graph(b.graph, args), what=f"conv case {case}")
+    assert exe.stats["host_steps"] == []

@@ -341,12 +341,112 @@ def _embed_backward(node, kern):
     return call
 
 
+# --- convolution: direct kernels over the window table, one thread per output element --------
+# x is (S, g·ci, N), y (O, g·co, N), w (K, ci, co, g): the CPU lowering's layouts
+
+_CONV = """def kernel(y, x, w, tab):
+    ci, co = w.shape[1], w.shape[2]
+    for t in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        r = t // y.shape[2]
+        n = t - r * y.shape[2]
+        o = r // y.shape[1]
+        ch = r - o * y.shape[1]
+        gi = ch // co
+        c = ch - gi * co
+        acc = 0.0
+        for k in range(tab.shape[1]):
+            s = tab[o, k]
+            if s >= 0:
+                for i in range(ci):
+                    acc += x[s, gi * ci + i, n] * w[k, i, c, gi]
+        y[o, ch, n] = acc
+"""
+
+# x̄[s] = Σ over the windows (o, k) that read s (CSR transpose) of Σ_c ȳ[o, c] w[k, :, c]
+_CONV_BACKWARD_INPUT = """def kernel(xb, gy, w, ptr, ent, K):
+    ci, co = w.shape[1], w.shape[2]
+    for t in range(cuda.grid(1), xb.size, cuda.gridsize(1)):
+        r = t // xb.shape[2]
+        n = t - r * xb.shape[2]
+        s = r // xb.shape[1]
+        ch = r - s * xb.shape[1]
+        gi = ch // ci
+        i = ch - gi * ci
+        acc = 0.0
+        for e in range(ptr[s], ptr[s + 1]):
+            o = ent[e] // K
+            k = ent[e] - o * K
+            for c in range(co):
+                acc += gy[o, gi * co + c, n] * w[k, i, c, gi]
+        xb[s, ch, n] = acc
+"""
+
+_CONV_BACKWARD_WEIGHTS = """def kernel(wg, x, gy, tab):
+    ci, co, G = wg.shape[1], wg.shape[2], wg.shape[3]
+    for t in range(cuda.grid(1), wg.size, cuda.gridsize(1)):
+        r = t // G
+        gi = t - r * G
+        r2 = r // co
+        c = r - r2 * co
+        k = r2 // ci
+        i = r2 - k * ci
+        acc = 0.0
+        for o in range(tab.shape[0]):
+            s = tab[o, k]
+            if s >= 0:
+                for n in range(x.shape[2]):
+                    acc += x[s, gi * ci + i, n] * gy[o, gi * co + c, n]
+        wg[k, i, c, gi] = acc
+"""
+
+
+def _conv(node, kern):
+    from ...ops.conv import _geometry
+
+    x, w = node.inputs
+    d = w.ndim - 3
+    tab, _, o, kk, ci, co, g = _geometry(x.shape[:d], w.shape, node)
+    dtab, k, m = cuda.to_device(tab), kern(_CONV), node.out.type.size
+    xs, ys, ws = (-1, ci * g, x.shape[-1]), (o, co * g, x.shape[-1]), (kk, ci, co, g)
+    return lambda ins, outs, host: k(launch(m), outs[0].reshape(ys), ins[0].reshape(xs),
+                                     ins[1].reshape(ws), dtab)
+
+
+def _conv_backward_input(node, kern):
+    from ...ops.conv import _geometry, inverse_table
+
+    gy, w = node.inputs
+    tab, s, o, kk, ci, co, g = _geometry(node.attrs["in_size"], w.shape, node)
+    ptr, ent = (cuda.to_device(t) for t in inverse_table(tab, s))
+    k, m, n = kern(_CONV_BACKWARD_INPUT), node.out.type.size, gy.shape[-1]
+    xs, ys, ws = (s, ci * g, n), (o, co * g, n), (kk, ci, co, g)
+    return lambda ins, outs, host: k(launch(m), outs[0].reshape(xs), ins[0].reshape(ys),
+                                     ins[1].reshape(ws), ptr, ent, kk)
+
+
+def _conv_backward_weights(node, kern):
+    from ...ops.conv import _geometry
+
+    x, gy = node.inputs
+    a = node.attrs
+    d, g = len(a["kernel"]), a["groups"]
+    ci, co = x.shape[d] // g, gy.shape[d] // g
+    tab, _, o, kk, *_ = _geometry(x.shape[:d], (*a["kernel"], ci, co, g), node)
+    dtab, k, m, n = cuda.to_device(tab), kern(_CONV_BACKWARD_WEIGHTS), node.out.type.size, \
+        x.shape[-1]
+    xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (kk, ci, co, g)
+    return lambda ins, outs, host: k(launch(m), outs[0].reshape(ws), ins[0].reshape(xs),
+                                     ins[1].reshape(ys), dtab)
+
+
 LOWERINGS = {
     "transpose": _transpose, "broadcast_to": _broadcast_to, "slice": _slice,
     "unslice": _unslice, "concatenate": _concatenate, "split": _split, "matmul": _matmul,
     "softmax": _softmax, "pad": _pad, "pad_adjoint": _pad_adjoint, "maxpool": _maxpool,
     "avgpool": _avgpool, "avgpool_backward": _avgpool_backward, "gather_flat": _gather_flat,
     "maxunpool": _maxunpool, "embed": _embed, "embed_backward": _embed_backward,
+    "conv": _conv, "conv_backward_input": _conv_backward_input,
+    "conv_backward_weights": _conv_backward_weights,
 }
 
 
