@@ -58,21 +58,20 @@ from lgc import (
     relu,
     softmax,
 )
-from lgc.init import glorot
+from lgc.init import glorot, ones, zeros
 
 
 def conv_params(filter_size, num_channels, num_filters, rng):
     sz = (filter_size, filter_size, num_channels, num_filters)
     return {"Weights": glorot(sz, filter_size**2 * num_channels, filter_size**2 * num_filters,
                               rng),
-            "Bias": np.zeros((num_filters, 1), np.float32)}
+            "Bias": zeros((num_filters, 1))}
 
 
 def bn_params(num_channels):
-    return ({"Offset": np.zeros((num_channels, 1), np.float32),
-             "Scale": np.ones((num_channels, 1), np.float32)},
-            {"TrainedMean": np.zeros((num_channels, 1), np.float32),
-             "TrainedVariance": np.ones((num_channels, 1), np.float32)})
+    return ({"Offset": zeros((num_channels, 1)), "Scale": ones((num_channels, 1))},
+            {"TrainedMean": zeros((num_channels, 1)),
+             "TrainedVariance": ones((num_channels, 1))})
 
 
 def initialize(size: int, seed: int = 0):
@@ -89,9 +88,9 @@ def initialize(size: int, seed: int = 0):
     parameters["batchnorm3"], state["batchnorm3"] = bn_params(32)
     num_in = (size // 2) ** 2 * 32
     parameters["fc1"] = {"Weights": glorot((10, num_in), num_in, 10, rng),
-                         "Bias": np.zeros((10, 1), np.float32)}
+                         "Bias": zeros((10, 1))}
     parameters["fc2"] = {"Weights": glorot((1, num_in), num_in, 1, rng),
-                         "Bias": np.zeros((1, 1), np.float32)}
+                         "Bias": zeros((1, 1))}
     to_dl = lambda d: {k: {p: dlarray(v) for p, v in g.items()} for k, g in d.items()}
     return to_dl(parameters), to_dl(state)
 
