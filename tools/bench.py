@@ -66,6 +66,15 @@ class UnavailableError(Exception):
 
 
 def maxrss_mb() -> float:
+    """Peak resident memory of this process. VmHWM, not getrusage's maxrss, where there is
+    /proc: Linux keeps ru_maxrss across exec, so a worker would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
