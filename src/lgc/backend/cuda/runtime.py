@@ -57,13 +57,15 @@ class Mirror:
 MIRRORS: dict[int, Mirror] = {}
 
 
-def _mirror(a: np.ndarray) -> Mirror:
+def _mirror(a: np.ndarray) -> tuple[Mirror, bool]:
+    """The device mirror of host buffer `a`, and whether it was just uploaded."""
     m = MIRRORS.get(id(a))
-    if m is None or m.host() is not a:
-        key = id(a)
-        m = MIRRORS[key] = Mirror(weakref.ref(a, lambda _: MIRRORS.pop(key, None)),
-                                  cuda.to_device(a))
-    return m
+    if m is not None and m.host() is a:
+        return m, False
+    key = id(a)
+    m = MIRRORS[key] = Mirror(weakref.ref(a, lambda _: MIRRORS.pop(key, None)),
+                              cuda.to_device(a))
+    return m, True
 
 
 def _device_view(a: np.ndarray):
@@ -333,8 +335,16 @@ class CudaExecutable:
         env: list = [None] * len(self._index)
         host: dict[int, np.ndarray] = {}
         resident = set(self._donated.values())
+        mirrors = []
         for j in sorted(resident):  # mirrors first: parameter views below point into them
-            env[j] = _mirror(self._checked(j, inputs[j])).dev
+            if not isinstance(inputs[j], np.ndarray) or self._checked(j, inputs[j]) is not \
+                    inputs[j]:
+                raise ShapeError(f"@{g.name}: donated input {j} must be a C-contiguous "
+                                 f"{np_dtype(g.inputs[j].dtype)} array (it is updated in place)")
+            m, new = _mirror(inputs[j])
+            self.transfers["to_device"] += new
+            mirrors.append(m)
+            env[j] = m.dev
         for k, a in enumerate(inputs):
             if k in resident:
                 continue
@@ -350,8 +360,8 @@ class CudaExecutable:
                 run(env)
             else:
                 run(env, host)
-        for j in resident:
-            MIRRORS[id(inputs[j])].dirty = True
+        for m in mirrors:
+            m.dirty = True
         out = []
         for k, i in enumerate(self._outputs):
             if k in self._donated_outputs:
