@@ -80,6 +80,7 @@ def plot(results: dict, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = results["workloads"]
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -98,6 +99,8 @@ def plot(results: dict, path: str) -> None:
             ax.plot([i + (k - 1.5) * width, i + (k - 0.5) * width], [goal, goal], "k-", lw=2)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_xticks(range(len(rows)), [r["workload"] for r in rows])
     ax.set_ylabel("time ratio lgc / peer (lower is better)")
     ax.set_title("lgc train step vs peers (black ticks: issue-9 goals)")
