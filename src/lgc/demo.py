@@ -129,11 +129,6 @@ def write_diagrams(net, x0, t0, out_dir: str, say) -> tuple[list[str], str]:
     backend = get_backend()
     lowered = lgc_compile(model_gradients, backend=backend).lower(net, x0, t0)
     fused = lowered.optimized
-    if not any(n.op.name == "fused" for n in fused.nodes):
-        # the reference backend interprets unfused ops; draw what the Numba backend runs
-        from .passes.fuse import fuse_elementwise
-
-        fused = fuse_elementwise(fused)
     files = []
     for name, obj in (("network", net), ("ir_fused", fused)):
         path = os.path.join(out_dir, f"{name}.svg")

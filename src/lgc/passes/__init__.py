@@ -1,5 +1,6 @@
 """Graph -> Graph passes, each a pure function. `PIPELINE` lists, in order, what the compiled
-backends run; `optimize` applies it (printing the IR after each pass at LGC_DEBUG >= 2)."""
+backends run; `optimize` applies it (printing the IR after each pass at LGC_DEBUG >= 2).
+Buffer planning is not a pass: it assigns real memory, so each backend's runtime does it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..ir.core import Graph
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
+from .fuse import fuse_elementwise
 from .simplify import simplify
 
 PIPELINE = [
@@ -19,6 +21,7 @@ PIPELINE = [
     eliminate_common_subexpressions,
     simplify,
     eliminate_dead_code,
+    fuse_elementwise,
 ]
 
 
@@ -36,5 +39,5 @@ def optimize(g: Graph, pipeline=None) -> Graph:
 
 __all__ = [
     "PIPELINE", "eliminate_common_subexpressions", "eliminate_dead_code", "fold_constants",
-    "optimize", "simplify",
+    "fuse_elementwise", "optimize", "simplify",
 ]

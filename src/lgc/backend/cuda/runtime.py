@@ -26,7 +26,6 @@ from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
 from ...passes import optimize
-from ...passes.fuse import fuse_elementwise
 from ..numba.runtime import _pkq
 from . import codegen, cuda, require_device
 from .compile import load_kernel
@@ -110,7 +109,7 @@ class CudaExecutable:
         require_device()
         t0 = time.perf_counter()
         self.graph = g
-        self.optimized = fuse_elementwise(optimize(g))
+        self.optimized = optimize(g)
         self.kernels: list[Kernel] = []
         self.transfers = {"to_device": 0, "to_host": 0}
         self._index: dict[Value, int] = {v: i for i, v in enumerate(self.optimized.inputs)}

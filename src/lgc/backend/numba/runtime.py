@@ -19,7 +19,6 @@ from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
 from ...passes import optimize
-from ...passes.fuse import fuse_elementwise
 from . import codegen
 from .compile import STATS, load_kernel, record_first_call, snapshot
 
@@ -110,7 +109,7 @@ class NumbaExecutable:
     def __init__(self, g: Graph):
         t0 = time.perf_counter()
         self.graph = g
-        self.optimized = fuse_elementwise(optimize(g))
+        self.optimized = optimize(g)
         self.kernels: list[Kernel] = []
         self._index: dict[Value, int] = {v: i for i, v in enumerate(self.optimized.inputs)}
         for n in self.optimized.nodes:
