@@ -104,7 +104,7 @@ def _build(group: list[Node], used_outside: set[Value], sub: dict[Value, Value])
     shape = group[0].outputs[0].shape
     attrs = {"body": tuple(body), "results": tuple(refs[v] for v in outs),
              "shape": shape, "types": tuple((v.dtype, v.fmt) for v in outs)}
-    prov = group[-1].prov
+    prov = group[0].prov  # the kernel runs where its first member was
     fused = Node(get_op("fused"), [sub.get(v, v) for v in inputs], attrs,
                  [TensorType(v.dtype, shape, v.fmt) for v in outs], prov)
     for old, new in zip(outs, fused.outputs):
