@@ -14,7 +14,6 @@ import math
 from collections import namedtuple
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from .dlarray import DLArray
@@ -152,6 +151,8 @@ def _example_type(x, layer) -> TensorType:
 def structure(lg, issues: list[Issue], n_examples: int | None,
               need_inputs: bool = True) -> Plan | None:
     """Structural checks; the Plan (without types), or None when there is a cycle."""
+    import networkx as nx  # imported on use: it is most of `import lgc`'s time otherwise
+
     g = lg.graph
     layer = lg._layer
     cyclic = False

@@ -15,7 +15,6 @@ import copy
 import itertools
 from collections import namedtuple
 
-import networkx as nx
 import numpy as np
 
 from . import tree
@@ -110,7 +109,9 @@ class LayerGraph:
     returns a new graph. `lg.graph` is the networkx MultiDiGraph (node attribute `layer`, edge
     attributes `src_port`, `dst_port`); `lg.Layers`, `lg.Connections`."""
 
-    def __init__(self, graph: nx.MultiDiGraph | None = None):
+    def __init__(self, graph=None):
+        import networkx as nx  # imported on use, not by `import lgc`
+
         self.graph = graph if graph is not None else nx.MultiDiGraph(next_order=0)
 
     # -- views --
@@ -541,6 +542,8 @@ def _execute(net: DLNetwork, xs: list, outputs, training: bool):
                                                                 net.State.Parameter))}
     new_state = list(net.State.Value)
     fed = dict(zip(arch.inputs, xs))
+    import networkx as nx
+
     needed = {n for n, _ in outputs}
     for n in list(needed):
         needed |= nx.ancestors(arch.lg.graph, n)
