@@ -18,16 +18,8 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType, is_float, np_dtype
 from .base import Lowering, OpDef, Sample, loop_for, register, require_float
-from .conv import (
-    crop,
-    ints,
-    inverse_table,
-    pairs,
-    scatter_windows,
-    window_table,
-    windows,
-    zero_pad,
-)
+from .conv import crop, ints, pairs, scatter_windows, windows, zero_pad
+from .conv_kernels import inverse_table, window_table
 
 
 def pool_geometry(op: str, shape, pool, stride, padding) -> tuple[int, ...]:

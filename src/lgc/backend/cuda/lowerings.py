@@ -195,7 +195,7 @@ _AVGPOOL = """def kernel(y, x, tab, div):
 
 
 def _pad(node, kern):
-    from ...ops.conv import _pad_table
+    from ...ops.conv_kernels import _pad_table
 
     x, a = node.inputs[0], node.attrs
     tab, lead = _pad_table(x.shape, a["pads"], a["mode"])
@@ -206,7 +206,7 @@ def _pad(node, kern):
 
 
 def _pad_adjoint(node, kern):
-    from ...ops.conv import _pad_table, inverse_table
+    from ...ops.conv_kernels import _pad_table, inverse_table
 
     y, a = node.out, node.attrs
     tab, lead = _pad_table(y.shape, a["pads"], a["mode"])
@@ -240,7 +240,7 @@ def _avgpool(node, kern):
 
 
 def _avgpool_backward(node, kern):
-    from ...ops.conv import inverse_table
+    from ...ops.conv_kernels import inverse_table
     from ...ops.pool import _pool_table, _window_divisor
 
     a = node.attrs
@@ -401,7 +401,7 @@ _CONV_BACKWARD_WEIGHTS = """def kernel(wg, x, gy, tab):
 
 
 def _conv(node, kern):
-    from ...ops.conv import _geometry
+    from ...ops.conv_kernels import _geometry
 
     x, w = node.inputs
     d = w.ndim - 3
@@ -413,7 +413,7 @@ def _conv(node, kern):
 
 
 def _conv_backward_input(node, kern):
-    from ...ops.conv import _geometry, inverse_table
+    from ...ops.conv_kernels import _geometry, inverse_table
 
     gy, w = node.inputs
     tab, s, o, kk, ci, co, g = _geometry(node.attrs["in_size"], w.shape, node)
@@ -425,7 +425,7 @@ def _conv_backward_input(node, kern):
 
 
 def _conv_backward_weights(node, kern):
-    from ...ops.conv import _geometry
+    from ...ops.conv_kernels import _geometry
 
     x, gy = node.inputs
     a = node.attrs
