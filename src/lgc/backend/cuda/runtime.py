@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
 from ...passes import optimize
+from ..numba.runtime import Kernel as CpuKernel
 from ..numba.runtime import _pkq
 from . import codegen, cuda, require_device
 from .compile import load_kernel
@@ -33,16 +34,9 @@ from .lowerings import lowering
 
 
 @dataclass
-class Kernel:
-    """A generated CUDA kernel: the IR it came from, its source and its dispatcher."""
+class Kernel(CpuKernel):
+    """A generated CUDA kernel: the CPU backend's record, plus its launch count."""
 
-    node: Node
-    source: str
-    fn: object = field(repr=False)
-    ops: list[str] = field(default_factory=list)
-    prov: str = ""
-    cache_hit: bool | None = None
-    compile_seconds: float = 0.0
     launches: int = 0
 
 
