@@ -176,3 +176,38 @@ def check_gradient(f, args, diff, grads, rng, what: str, rtol=1e-5, atol=1e-6) -
 def registry_params(pred=lambda op: True):
     """pytest params over the registered ops satisfying `pred`, with the op name as id."""
     return [pytest.param(op, id=name) for name, op in sorted(REGISTRY.items()) if pred(op)]
+
+
+# --- compiled backends against the reference ---------------------------------------------------
+
+
+def assert_same(got, want, dtype="f64", what=""):
+    """Backend outputs equal the reference's: same shapes and dtypes, values within TOLERANCE."""
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        g = np.asarray(g)
+        assert g.shape == w.shape and g.dtype == w.dtype, (what, k, g.shape, w.shape, g.dtype)
+        if is_float(dtype_name(w.dtype)):
+            np.testing.assert_allclose(g, w, **TOLERANCE[dtype], err_msg=f"{what} output {k}")
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=f"{what} output {k}")
+
+
+def check_op_and_vjp(op: OpDef, executable) -> None:
+    """Every sample's one-op graph with its VJP, compiled by `executable(graph)`, in float64."""
+    for k, sample in enumerate(op_samples(op)):
+        case = vjp_case(op, sample, op_rng(op.name, 1))
+        args = [*case.args, *case.us]
+        assert_same(executable(case.grad)(args), run_graph(case.grad, args),
+                    what=f"{op.name} sample {k}")
+
+
+def check_op_forward_float32(op: OpDef, executable) -> None:
+    """Every sample's one-op forward graph in float32, compiled by `executable(graph)`."""
+    for k, sample in enumerate(op_samples(op)):
+        args = cast_floats(sample.args, "f32")
+        b = Builder(Graph(f"f32_{op.name}"))
+        xs = emit_inputs(b, args)
+        b.graph.outputs = list(b.emit_node(op.name, *xs, **sample.attrs).outputs)
+        assert_same(executable(b.graph)(args), run_graph(b.graph, args), "f32",
+                    what=f"{op.name} sample {k}")

@@ -15,50 +15,28 @@ import pytest
 import lgc
 from conftest import (
     TOLERANCE,
-    cast_floats,
+    assert_same,
+    check_op_and_vjp,
+    check_op_forward_float32,
     emit_inputs,
-    op_rng,
-    op_samples,
     registry_params,
-    vjp_case,
 )
 from lgc.backend.numba import NumbaExecutable
 from lgc.backend.reference import run_graph
 from lgc.errors import CompileError
 from lgc.ir.core import Builder, Graph
-from lgc.ir.types import is_float
 
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def assert_same(got, want, dtype="f64", what=""):
-    assert len(got) == len(want)
-    for k, (g, w) in enumerate(zip(got, want)):
-        assert g.shape == w.shape and g.dtype == w.dtype, (what, k, g.shape, w.shape)
-        if is_float(lgc.ir.types.dtype_name(w.dtype)):
-            np.testing.assert_allclose(g, w, **TOLERANCE[dtype], err_msg=f"{what} output {k}")
-        else:
-            np.testing.assert_array_equal(g, w, err_msg=f"{what} output {k}")
-
-
 @pytest.mark.parametrize("op", registry_params(lambda op: op.differentiable))
 def test_op_and_vjp_compiled_match_reference(op):
-    for k, sample in enumerate(op_samples(op)):
-        case = vjp_case(op, sample, op_rng(op.name, 1))
-        args = [*case.args, *case.us]
-        assert_same(NumbaExecutable(case.grad)(args), run_graph(case.grad, args),
-                    what=f"{op.name} sample {k}")
+    check_op_and_vjp(op, NumbaExecutable)
 
 
 @pytest.mark.parametrize("op", registry_params(lambda op: op.pure and op.name != "fused"))
 def test_op_forward_float32_compiled_matches_reference(op):
-    for k, sample in enumerate(op_samples(op)):
-        args = cast_floats(sample.args, "f32")
-        b = Builder(Graph(f"f32_{op.name}"))
-        xs = emit_inputs(b, args)
-        b.graph.outputs = list(b.emit_node(op.name, *xs, **sample.attrs).outputs)
-        assert_same(NumbaExecutable(b.graph)(args), run_graph(b.graph, args), "f32",
-                    what=f"{op.name} sample {k}")
+    check_op_forward_float32(op, NumbaExecutable)
 
 
 def _mlp():

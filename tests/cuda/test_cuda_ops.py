@@ -19,48 +19,25 @@ import numpy as np  # noqa: E402
 import lgc  # noqa: E402
 from conftest import (  # noqa: E402
     TOLERANCE,
-    cast_floats,
+    assert_same,
+    check_op_and_vjp,
+    check_op_forward_float32,
     emit_inputs,
-    op_rng,
-    op_samples,
     registry_params,
-    vjp_case,
 )
 from lgc.backend.cuda import CudaExecutable  # noqa: E402
 from lgc.backend.reference import run_graph  # noqa: E402
 from lgc.ir.core import Builder, Graph  # noqa: E402
-from lgc.ir.types import dtype_name, is_float  # noqa: E402
-
-
-def assert_same(got, want, dtype="f64", what=""):
-    assert len(got) == len(want)
-    for k, (g, w) in enumerate(zip(got, want)):
-        g = np.asarray(g)
-        assert g.shape == w.shape and g.dtype == w.dtype, (what, k, g.shape, w.shape, g.dtype)
-        if is_float(dtype_name(w.dtype)):
-            np.testing.assert_allclose(g, w, **TOLERANCE[dtype], err_msg=f"{what} output {k}")
-        else:
-            np.testing.assert_array_equal(g, w, err_msg=f"{what} output {k}")
 
 
 @pytest.mark.parametrize("op", registry_params(lambda op: op.differentiable))
 def test_op_and_vjp_on_cuda_match_reference(op):
-    for k, sample in enumerate(op_samples(op)):
-        case = vjp_case(op, sample, op_rng(op.name, 1))
-        args = [*case.args, *case.us]
-        assert_same(CudaExecutable(case.grad)(args), run_graph(case.grad, args),
-                    what=f"{op.name} sample {k}")
+    check_op_and_vjp(op, CudaExecutable)
 
 
 @pytest.mark.parametrize("op", registry_params(lambda op: op.pure and op.name != "fused"))
 def test_op_forward_float32_on_cuda_matches_reference(op):
-    for k, sample in enumerate(op_samples(op)):
-        args = cast_floats(sample.args, "f32")
-        b = Builder(Graph(f"f32_{op.name}"))
-        xs = emit_inputs(b, args)
-        b.graph.outputs = list(b.emit_node(op.name, *xs, **sample.attrs).outputs)
-        assert_same(CudaExecutable(b.graph)(args), run_graph(b.graph, args), "f32",
-                    what=f"{op.name} sample {k}")
+    check_op_forward_float32(op, CudaExecutable)
 
 
 def test_random_uniform_runs_as_counted_host_step():
