@@ -29,7 +29,9 @@ def fuse_elementwise(g: Graph) -> Graph:
 
     A node joins a producer's group only when every other input is defined before that
     group's first member, so the fused node can take the first member's place and the order
-    stays valid with no cycle. Among candidate groups the one started last is preferred.
+    stays valid with no cycle. When its inputs come from several groups, they merge into the
+    earliest one if everything they read exists before it starts; otherwise the node joins the
+    group started last that it can.
     """
     # input-free pure nodes (constants, fills) move to the top: any group may use them
     hoisted = [n for n in g.nodes if not n.inputs and n.op.pure]
@@ -44,12 +46,13 @@ def fuse_elementwise(g: Graph) -> Graph:
         shape = n.outputs[0].shape
         candidates = {id(grp): grp for v in n.inputs
                       if (grp := group_of.get(v.producer)) is not None and grp.shape == shape}
-        joined = None
+        joined = _merge(list(candidates.values()), n, position, group_of)
         for grp in sorted(candidates.values(), key=lambda c: -c.start):
+            if joined is not None:
+                break
             if all(v.producer is None or v.producer in grp.nodes
                    or position[v.producer] < grp.start for v in n.inputs):
                 joined = grp
-                break
         if joined is None and not n.op.alias:
             joined = _Group(n, i)
         if joined is not None:
@@ -72,6 +75,25 @@ def fuse_elementwise(g: Graph) -> Graph:
             n = new
         nodes.append(n)
     return Graph(g.name, g.inputs, nodes, [sub.get(v, v) for v in g.outputs])
+
+
+def _merge(groups: list[_Group], n: Node, position: dict[Node, int],
+           group_of: dict[Node, _Group]) -> _Group | None:
+    """Merge `groups` (all feeding `n`) into the earliest, when every value their members and
+    `n` read from outside them is defined before it starts; the merged group, or None."""
+    if len(groups) < 2:
+        return None
+    groups = sorted(groups, key=lambda c: c.start)
+    first = groups[0]
+    members = {m for grp in groups for m in grp.nodes}
+    readers = [*members, n]
+    if not all(v.producer is None or v.producer in members or position[v.producer] < first.start
+               for m in readers for v in m.inputs):
+        return None
+    first.nodes = sorted(members, key=position.__getitem__)
+    for m in first.nodes:
+        group_of[m] = first
+    return first
 
 
 def _uses_outside(g: Graph, group_of: dict[Node, _Group]) -> set[Value]:
