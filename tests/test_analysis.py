@@ -8,8 +8,9 @@ import pytest
 
 import lgc
 from lgc.analysis import Issue, NetworkAnalysis, analyzeNetwork
+from lgc.dlnetwork import dlnetwork
 from lgc.errors import GraphError
-from lgc.network import dlnetwork, layerGraph
+from lgc.network import layerGraph
 from test_network import Add, Dense, Relu, Split, VecInput, x_cb
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import lgc
+from lgc.dlnetwork import DLNetwork, dlnetwork, forward, predict
 from lgc.io import NetworkFileError, load, save
 from lgc.layers import (
     batchNormalizationLayer,
@@ -23,7 +24,7 @@ from lgc.layers import (
     reluLayer,
     softmaxLayer,
 )
-from lgc.network import DLNetwork, LayerGraph, dlnetwork, forward, layerGraph, predict
+from lgc.network import LayerGraph, layerGraph
 from test_network import Add, Dense, RunNorm, Split, VecInput, x_cb
 
 

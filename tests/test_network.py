@@ -8,20 +8,16 @@ import numpy as np
 import pytest
 
 import lgc
+from lgc.dlnetwork import DLNetwork, dlnetwork, forward, initialize, predict
 from lgc.errors import GraphError, ShapeError
 from lgc.ir.types import TensorType
 from lgc.layers.base import Layer
 from lgc.network import (
-    DLNetwork,
     LayerGraph,
     addLayers,
     connectLayers,
     disconnectLayers,
-    dlnetwork,
-    forward,
-    initialize,
     layerGraph,
-    predict,
     removeLayers,
     replaceLayer,
 )
@@ -426,7 +422,7 @@ def test_layer_nodes_carry_the_layer_name():
 
 def test_eager_calls_are_compiled_once_per_signature():
     from lgc import transforms
-    from lgc.network import _eager
+    from lgc.dlnetwork import _eager
 
     net = dlnetwork(chain())
     predict(net, x_cb())

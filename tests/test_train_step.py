@@ -5,6 +5,7 @@ import pytest
 
 import lgc
 from lgc import LgcError
+from lgc.dlnetwork import dlnetwork, forward
 from lgc.layers import (
     batchNormalizationLayer,
     convolution2dLayer,
@@ -13,7 +14,6 @@ from lgc.layers import (
     reluLayer,
     softmaxLayer,
 )
-from lgc.network import dlnetwork, forward
 from lgc.train import compile_train_step
 
 

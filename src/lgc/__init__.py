@@ -31,6 +31,7 @@ from .dlarray import (
     sum,
     where,
 )
+from .dlnetwork import DLNetwork, dlnetwork, forward, initialize, predict
 from .errors import (
     CompileError,
     DTypeError,
@@ -88,16 +89,11 @@ from .layers import (
     transposedConv2dLayer,
 )
 from .network import (
-    DLNetwork,
     LayerGraph,
     addLayers,
     connectLayers,
     disconnectLayers,
-    dlnetwork,
-    forward,
-    initialize,
     layerGraph,
-    predict,
     removeLayers,
     replaceLayer,
 )

@@ -343,7 +343,8 @@ def analyzeNetwork(net, *example_inputs) -> NetworkAnalysis:  # noqa: N802
     MATLAB difference: the result is returned (and printed with `print`) instead of opening
     an app; activation sizes are those of a batch of 1.
     """
-    from .network import DLNetwork, lenient_graph
+    from .dlnetwork import DLNetwork
+    from .network import lenient_graph
 
     given = None
     if isinstance(net, DLNetwork):

@@ -102,8 +102,9 @@ def load_module(path: Path):
 
 
 def is_network(obj) -> bool:
+    from .dlnetwork import DLNetwork
     from .layers.base import Layer
-    from .network import DLNetwork, LayerGraph
+    from .network import LayerGraph
 
     return isinstance(obj, LayerGraph | DLNetwork | Layer) or (
         isinstance(obj, list | tuple) and len(obj) > 0 and all(isinstance(x, Layer) for x in obj))
@@ -167,7 +168,7 @@ def network_functions(obj):
     """(net, example inputs, forward fn, loss-and-gradient fn) for drawing a network's IR."""
     from .dlarray import dlarray
     from .dlarray import sum as lgc_sum
-    from .network import DLNetwork, dlnetwork, forward
+    from .dlnetwork import DLNetwork, dlnetwork, forward
     from .transforms import dlgradient
 
     net = obj if isinstance(obj, DLNetwork) else dlnetwork(obj)

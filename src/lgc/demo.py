@@ -20,6 +20,7 @@ import numpy as np
 from .backend import get_backend
 from .compiler import compile as lgc_compile
 from .dlarray import dlarray
+from .dlnetwork import dlnetwork, forward, predict
 from .functional import crossentropy, onehotdecode
 from .layers import (
     batchNormalizationLayer,
@@ -29,7 +30,6 @@ from .layers import (
     reluLayer,
     softmaxLayer,
 )
-from .network import dlnetwork, forward, predict
 from .train import compile_train_step
 from .transforms import dlgradient
 

@@ -112,7 +112,8 @@ def save(path, net) -> None:
     MATLAB difference: MATLAB saves a network into a .mat file with `save`; lgc writes a
     portable file of its own and adds no extension to `path`.
     """
-    from .network import DLNetwork, LayerGraph
+    from .dlnetwork import DLNetwork
+    from .network import LayerGraph
 
     if isinstance(net, DLNetwork):
         lg, kind = net._arch.lg, "dlnetwork"
@@ -248,7 +249,8 @@ def load(path):
 
 def _build(manifest: dict, r: _Reader):
     from .analysis import structure
-    from .network import DLNetwork, LayerGraph, _Arch, _raise_errors
+    from .dlnetwork import DLNetwork, _Arch, _raise_errors
+    from .network import LayerGraph
 
     classes = _layer_classes()
     lg = LayerGraph()

@@ -79,7 +79,7 @@ def network_parts(params):
     """(learnables nest, rebuild(learnables, state) -> params, state Table or None, learn-rate
     factors or None). A dlnetwork's learnables are its Learnables table; its layers' learn-rate
     factors multiply the global rate."""
-    from .network import DLNetwork
+    from .dlnetwork import DLNetwork
 
     if isinstance(params, DLNetwork):
         arch, learn = params._arch, params.Learnables

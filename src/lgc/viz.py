@@ -72,10 +72,11 @@ def plot(obj, path: str | os.PathLike | None = None, format: str | None = None):
 def digraph(obj) -> graphviz.Digraph:
     """The diagram of `obj` (see `plot`), without rendering it."""
     from .compiler import Lowered
+    from .dlnetwork import DLNetwork
     from .ir.core import Graph
     from .ir.trace import Program
     from .layers.base import Layer
-    from .network import DLNetwork, LayerGraph
+    from .network import LayerGraph
 
     if isinstance(obj, Lowered):
         obj = obj.optimized
@@ -188,7 +189,8 @@ def _layer_label(layer, row, issues: list, bad_ports: set[str]) -> str:
 def layer_digraph(obj) -> graphviz.Digraph:
     """Diagram of a layer graph or network: a node per layer, an edge per connection."""
     from .analysis import analyzeNetwork
-    from .network import DLNetwork, lenient_graph
+    from .dlnetwork import DLNetwork
+    from .network import lenient_graph
 
     analysis = analyzeNetwork(obj)
     lg = obj._arch.lg if isinstance(obj, DLNetwork) else lenient_graph(obj, "lgc.plot")[0]

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import lgc  # noqa: E402
 from conftest import TOLERANCE  # noqa: E402
 from lgc.backend.cuda import runtime  # noqa: E402
+from lgc.dlnetwork import dlnetwork, forward  # noqa: E402
 from lgc.layers import (  # noqa: E402
     batchNormalizationLayer,
     convolution2dLayer,
@@ -26,7 +27,6 @@ from lgc.layers import (  # noqa: E402
     reluLayer,
     softmaxLayer,
 )
-from lgc.network import dlnetwork, forward  # noqa: E402
 from lgc.train import compile_train_step  # noqa: E402
 
 F32 = TOLERANCE["f32"]

@@ -300,7 +300,7 @@ def _check_transforms(l2, threshold, method) -> None:
 def _l2_factors(params, n: int) -> list[float]:
     """MATLAB's per-parameter L2 factors: the layers' (WeightL2Factor, BiasL2Factor = 0, ...)
     for a dlnetwork, 1 for every parameter of a plain nest."""
-    from ..network import DLNetwork
+    from ..dlnetwork import DLNetwork
 
     if isinstance(params, DLNetwork):
         layers = params._arch.layers

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..dlarray import DLArray, dlarray
+from ..dlnetwork import DLNetwork, forward, initialize, predict
 from ..errors import LgcError
 from ..functional import crossentropy, l2loss, onehotencode
-from ..network import DLNetwork, forward, initialize, predict
 from ..ops.creation import generator
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .options import TrainingOptions
