@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from ..errors import ShapeError
@@ -43,18 +45,20 @@ class Softmax(OpDef):
                 Sample([rng.normal(size=(2, 5, 3))], {"axis": 1})]
 
 
-# softmax over K of the (P, K, Q) view: max, exponentials and their sum, then the division
-_SOFTMAX_KERNEL = """def kernel(out, x):
-    for p in LOOP(x.shape[0]):
-        for q in range(x.shape[2]):
-            m = -np.inf
-            for k in range(x.shape[1]):
-                m = max(m, x[p, k, q])
-            s = 0.0
-            for k in range(x.shape[1]):
-                e = math.exp(x[p, k, q] - m)
-                out[p, k, q] = e
-                s += e
-            for k in range(x.shape[1]):
-                out[p, k, q] = out[p, k, q] / s
+# softmax over K of the (P, K, Q) view at one (p, q): the max, the exponentials and their sum,
+# then the division. Each backend wraps it in its own loop over (p, q).
+SOFTMAX_BODY = """m = -np.inf
+for k in range(x.shape[1]):
+    m = max(m, x[p, k, q])
+s = 0.0
+for k in range(x.shape[1]):
+    e = math.exp(x[p, k, q] - m)
+    out[p, k, q] = e
+    s += e
+for k in range(x.shape[1]):
+    out[p, k, q] = out[p, k, q] / s
 """
+
+_SOFTMAX_KERNEL = ("def kernel(out, x):\n    for p in LOOP(x.shape[0]):\n"
+                   "        for q in range(x.shape[2]):\n"
+                   + textwrap.indent(SOFTMAX_BODY, " " * 12))

@@ -12,9 +12,11 @@ as in the CPU backend; sizes never appear in the source, so one kernel serves ev
 from __future__ import annotations
 
 import re
+import textwrap
 
 from ...errors import CompileError
 from ...ir.core import Node
+from ...ops.nn import SOFTMAX_BODY
 from . import simulator
 
 GPU_THREADS = 256
@@ -109,22 +111,12 @@ def emit_reduce(init: str, update: str, what: str) -> str:
     )
 
 
-# softmax over K of the (P, K, Q) view, one thread per (p, q): max, exponentials, division
-SOFTMAX = """def kernel(out, x):
-    for i in range(cuda.grid(1), x.shape[0] * x.shape[2], cuda.gridsize(1)):
-        p = i // x.shape[2]
-        q = i - p * x.shape[2]
-        m = -math.inf
-        for k in range(x.shape[1]):
-            m = max(m, x[p, k, q])
-        s = 0.0
-        for k in range(x.shape[1]):
-            e = math.exp(x[p, k, q] - m)
-            out[p, k, q] = e
-            s += e
-        for k in range(x.shape[1]):
-            out[p, k, q] = out[p, k, q] / s
-"""
+# softmax over K of the (P, K, Q) view, one thread per (p, q), around the op's own body
+SOFTMAX = ("def kernel(out, x):\n"
+           "    for i in range(cuda.grid(1), x.shape[0] * x.shape[2], cuda.gridsize(1)):\n"
+           "        p = i // x.shape[2]\n"
+           "        q = i - p * x.shape[2]\n"
+           + textwrap.indent(device_code(SOFTMAX_BODY, "softmax"), " " * 8))
 
 
 def emit_matmul(dtype: str, t: int) -> str:
