@@ -17,6 +17,7 @@ import textwrap
 from ...errors import CompileError
 from ...ir.core import Node
 from ...ops.nn import SOFTMAX_BODY
+from ..numba.codegen import operand_loads, scalar_reads
 from . import simulator
 
 GPU_THREADS = 256
@@ -72,23 +73,13 @@ def emit_fused(node: Node, kinds: list[str], nd: int) -> str:
     like "i0" whose 0s index size-1 dims at 0; nd = 1 when every operand is full or scalar."""
     outs = [f"o{k}" for k in range(len(node.outputs))]
     lines = [f"def kernel({', '.join(outs + [f'a{k}' for k in range(len(node.inputs))])}):"]
-    names = []
-    for k, kind in enumerate(kinds):
-        if kind == "scalar":
-            lines.append(f"    s{k} = a{k}[0]")
-            names.append(f"s{k}")
-        else:
-            names.append(f"x{k}")
+    reads, names = scalar_reads(kinds)
+    lines += reads
     lines.append(_LOOP.format(n="o0.size"))
     ind = " " * 8
     lines += _unflatten(nd, "o0", ind)
     idx = ", ".join(f"i{d}" for d in range(nd))
-    for k, kind in enumerate(kinds):
-        if kind == "full":
-            lines.append(f"{ind}x{k} = a{k}[{idx}]")
-        elif kind != "scalar":
-            sub = ", ".join(f"i{d}" if c == "i" else "0" for d, c in enumerate(kind))
-            lines.append(f"{ind}x{k} = a{k}[{sub}]")
+    lines += operand_loads(kinds, nd, ind)
     body, results = node.op.scalar_code(node, names)
     lines += [ind + device_code(ln, f"fused ({node.prov})") for ln in body]
     lines += [f"{ind}{o}[{idx}] = {r}" for o, r in zip(outs, results)]

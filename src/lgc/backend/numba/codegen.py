@@ -13,7 +13,26 @@ import re
 from ...ir.core import Node
 from ...ops.base import PARALLEL_MIN_ELEMENTS
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_reduce"]
+__all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_reduce", "operand_loads", "scalar_reads"]
+
+
+def scalar_reads(kinds: list[str]) -> tuple[list[str], list[str]]:
+    """Lines reading each scalar operand once, and every operand's name in the scalar body."""
+    lines = [f"    s{k} = a{k}[0]" for k, kind in enumerate(kinds) if kind == "scalar"]
+    return lines, [f"s{k}" if kind == "scalar" else f"x{k}" for k, kind in enumerate(kinds)]
+
+
+def operand_loads(kinds: list[str], nd: int, indent: str) -> list[str]:
+    """Lines loading each array operand at the loop indices i0..i{nd-1} (0 on broadcast dims)."""
+    idx = ", ".join(f"i{d}" for d in range(nd))
+    lines = []
+    for k, kind in enumerate(kinds):
+        if kind == "full":
+            lines.append(f"{indent}x{k} = a{k}[{idx}]")
+        elif kind != "scalar":
+            sub = ", ".join(f"i{d}" if c == "i" else "0" for d, c in enumerate(kind))
+            lines.append(f"{indent}x{k} = a{k}[{sub}]")
+    return lines
 
 
 def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
@@ -27,24 +46,14 @@ def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
     ins = [f"a{k}" for k in range(len(node.inputs))]
     idx = ", ".join(f"i{d}" for d in range(nd))
     lines = [f"def kernel({', '.join(outs + ins)}):"]
-    names = []
-    for k, kind in enumerate(kinds):
-        if kind == "scalar":
-            lines.append(f"    s{k} = a{k}[0]")
-            names.append(f"s{k}")
-        else:
-            names.append(f"x{k}")
+    reads, names = scalar_reads(kinds)
+    lines += reads
     indent = "    "
     for d in range(nd):
         loop = "prange" if parallel and d == 0 else "range"
         lines.append(f"{indent}for i{d} in {loop}(o0.shape[{d}]):")
         indent += "    "
-    for k, kind in enumerate(kinds):
-        if kind == "full":
-            lines.append(f"{indent}x{k} = a{k}[{idx}]")
-        elif kind != "scalar":
-            sub = ", ".join(f"i{d}" if c == "i" else "0" for d, c in enumerate(kind))
-            lines.append(f"{indent}x{k} = a{k}[{sub}]")
+    lines += operand_loads(kinds, nd, indent)
     body, results = node.op.scalar_code(node, names)
     lines += [indent + ln for ln in body]
     lines += [f"{indent}{o}[{idx}] = {r}" for o, r in zip(outs, results)]
