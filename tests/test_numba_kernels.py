@@ -130,7 +130,7 @@ def _other_cases():
 CASES = [*_conv_cases(), *_pool_cases(), *_pad_cases(), *_other_cases()]
 HAS_KERNEL = {"conv", "conv_backward_input", "conv_backward_weights", "pad", "pad_adjoint",
               "maxpool", "maxunpool", "gather_flat", "avgpool", "avgpool_backward", "embed",
-              "embed_backward", "channel_window_sum"}
+              "embed_backward", "channel_window_sum", "broadcast_to"}  # the last as a fused kernel
 
 
 def _one_op(name, args, attrs, dtype):
@@ -231,3 +231,29 @@ def test_lenet_gradient_runs_without_numpy_fallbacks_and_reuses_kernels_across_b
     second = cf.lower(params, *batch(3))
     assert second.stats["cache_misses"] == 0
     assert second.stats["cache_hits"] == second.stats["n_kernels"] == first.stats["n_kernels"]
+
+
+@pytest.mark.parametrize("op", ["reduce_sum", "reduce_max", "reduce_min"])
+def test_reductions_over_every_axes_subset(op):
+    """Interleaved kept and reduced axes (batch norm keeps C of S×S×C×B) reduce in place,
+    three reduced blocks through the transposed fallback; parallel and serial kernels."""
+    import itertools
+
+    from lgc.backend.numba.runtime import reduce_view
+
+    rng = np.random.default_rng(0)
+    fn = {"reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min}[op]
+    for shape in [(3, 1, 4, 5, 2), (64, 64, 3, 33)]:  # the second passes the parallel threshold
+        x = rng.standard_normal(shape).astype(np.float32)
+        subsets = [a for r in range(1, 6) for a in itertools.combinations(range(len(shape)), r)]
+        if len(shape) == 4:
+            subsets = [(0, 1, 3), (0, 2), (1, 3), (3,), (0,), (0, 1, 2, 3)]
+        for axes in subsets:
+            b = Builder(Graph(op))
+            v = b.input(TensorType("f32", shape), "x")
+            b.graph.outputs = [b.emit(op, v, axes=axes, keepdims=True)]
+            got = NumbaExecutable(b.graph)([x])[0]
+            np.testing.assert_allclose(got, fn(x, axis=axes, keepdims=True), rtol=1e-4,
+                                       atol=1e-3, err_msg=f"{op} over {axes} of {shape}")
+    assert reduce_view((2, 3, 4, 5, 6), (0, 2, 4)) is None  # the fallback was exercised
+    assert reduce_view((32, 32, 16, 64), (0, 1, 3)) == (1, 1024, 16, 64, 1)

@@ -93,6 +93,9 @@ class BroadcastTo(OpDef):
 
     name = "broadcast_to"
     attrs = {"shape": (), "fmt": ""}
+    # fused: the kernel reads the input with a broadcast pattern, so the full-size array is
+    # never written (batch norm's gradient broadcasts per-channel terms over S×S×B)
+    expr, fusible = "{0}", True
 
     def normalize_attrs(self, attrs):
         attrs = super().normalize_attrs(attrs)
@@ -118,10 +121,6 @@ class BroadcastTo(OpDef):
     def vjp(self, b, node, cts):
         x = node.inputs[0]
         return [b.relabel(b.sum_to(cts[0], x.shape), x.fmt)]
-
-    def lower_numba(self, node):
-        # a NumPy strided copy of the broadcast view, straight into the planned buffer
-        return Lowering(lambda kernel, ins, outs: np.copyto(outs[0], ins[0]))
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 1))], {"shape": (2, 3, 4)})]

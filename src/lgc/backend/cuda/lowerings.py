@@ -48,17 +48,6 @@ def _transpose(node, kern):
     return lambda ins, outs, host: k(launch(n), outs[0], ins[0])
 
 
-def _broadcast_to(node, kern):
-    x, shape = node.inputs[0], node.attrs["shape"]
-    nd = len(shape)
-    padded = (1,) * (nd - x.ndim) + x.shape
-    src = ["0" if p == 1 and s != 1 else f"i{d}" for d, (p, s) in enumerate(zip(padded, shape))]
-    k = kern(emit_copy(max(nd, 1), _ids(max(nd, 1)), src or ["0"], "o"))
-    n = node.out.type.size
-    padded, shape = padded or (1,), shape or (1,)
-    return lambda ins, outs, host: k(launch(n), outs[0].reshape(shape), ins[0].reshape(padded))
-
-
 def _slice(node, kern):
     a, nd = node.attrs, node.inputs[0].ndim
     src = [f"c{d} + i{d} * c{nd + d}" for d in range(nd)]
@@ -440,7 +429,7 @@ def _conv_backward_weights(node, kern):
 
 
 LOWERINGS = {
-    "transpose": _transpose, "broadcast_to": _broadcast_to, "slice": _slice,
+    "transpose": _transpose, "slice": _slice,
     "unslice": _unslice, "concatenate": _concatenate, "split": _split, "matmul": _matmul,
     "softmax": _softmax, "pad": _pad, "pad_adjoint": _pad_adjoint, "maxpool": _maxpool,
     "avgpool": _avgpool, "avgpool_backward": _avgpool_backward, "gather_flat": _gather_flat,

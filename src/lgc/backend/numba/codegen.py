@@ -3,7 +3,8 @@
 A fused elementwise kernel loads each operand, runs the members' scalar templates and stores
 the results; scalars arrive as 1-element arrays read once. Kernels are specialized on rank and
 dtype by Numba, never on sizes: the same source serves every batch size. A reduction kernel
-works on a (P, K, Q) view and reduces K. `prange` is used only when the work pays for threads.
+works on an (A, B, C, D, E) view and reduces B and D. `prange` is used only when the work pays
+for threads.
 """
 
 from __future__ import annotations
@@ -62,17 +63,32 @@ def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
 
 
 def emit_reduce(init: str, update: str, parallel: bool) -> str:
-    """Source of `kernel(out, x)`: out[p, q] = reduce over k of x[p, k, q], accumulated in a
-    register (compiled with reassociation allowed, so sums vectorize)."""
+    """Source of `kernel(out, x)` for x viewed as (A, B, C, D, E) and out as (A, C, E): out
+    reduces B and D. Kept and reduced axes may interleave (batch norm's statistics keep C of
+    (S, C, N)), so no transposed copy is ever made. With E == 1 the accumulator is a register
+    and the contiguous D loop vectorizes (compiled with reassociation allowed); otherwise the
+    contiguous E loop updates a row of out in place."""
     loop = "prange" if parallel else "range"
-    step = re.sub(r"\bv\b", "x[p, k, q]", update)
+    reg = re.sub(r"\bv\b", "x[a, b, c, d, 0]", update)
+    row = re.sub(r"\bacc\b", "out[a, c, e]", re.sub(r"\bv\b", "x[a, b, c, d, e]", update))
     return (
         "def kernel(out, x):\n"
-        f"    for p in {loop}(x.shape[0]):\n"
-        "        for q in range(x.shape[2]):\n"
+        "    B, C, D, E = x.shape[1], x.shape[2], x.shape[3], x.shape[4]\n"
+        f"    for ac in {loop}(x.shape[0] * C):\n"
+        "        a = ac // C\n"
+        "        c = ac - a * C\n"
+        "        if E == 1:\n"
         f"            acc = {init}\n"
-        "            for k in range(x.shape[1]):\n"
-        f"                acc = {step}\n"
-        "            out[p, q] = acc\n"
+        "            for b in range(B):\n"
+        "                for d in range(D):\n"
+        f"                    acc = {reg}\n"
+        "            out[a, c, 0] = acc\n"
+        "        else:\n"
+        "            for e in range(E):\n"
+        f"                out[a, c, e] = {init}\n"
+        "            for b in range(B):\n"
+        "                for d in range(D):\n"
+        "                    for e in range(E):\n"
+        f"                        out[a, c, e] = {row}\n"
         "    return 0\n"
     )

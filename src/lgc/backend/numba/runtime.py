@@ -103,6 +103,31 @@ def _pkq(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[list[int] | Non
     return perm, p, k, q
 
 
+def reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...] | None:
+    """`shape` as (A, B, C, D, E) where B and D are the reduced axes and A, C, E the kept ones
+    (adjacent axes of the same kind merged, size-1 axes dropped); None when the reduced axes
+    form more than two blocks (or the kept ones more than three)."""
+    groups: list[list] = []  # [reduced?, size]
+    for d, n in enumerate(shape):
+        if n == 1:
+            continue
+        red = d in axes
+        if groups and groups[-1][0] == red:
+            groups[-1][1] *= n
+        else:
+            groups.append([red, n])
+    view = [1] * 5
+    slot = 4  # filled from the innermost group, so the contiguous loop is the inner one
+    for red, n in reversed(groups):
+        if slot % 2 != red:  # slots 4, 2, 0 are kept, 3 and 1 reduced: leave this one 1
+            slot -= 1
+        if slot < 0:
+            return None
+        view[slot] = n
+        slot -= 1
+    return tuple(view)
+
+
 class NumbaExecutable:
     backend = "numba"
 
@@ -207,19 +232,25 @@ class NumbaExecutable:
 
     def _reduce_step(self, n: Node, ins: list[int], outs: list[int]):
         x = n.inputs[0]
-        perm, p, kk, q = _pkq(x.shape, n.op.reduce_axes(n))
+        axes = n.op.reduce_axes(n)
+        view = reduce_view(x.shape, axes)
+        perm = None
+        if view is None:  # rare (three blocks of reduced axes): transposed copy, then reduce
+            perm, p, kk, q = _pkq(x.shape, axes)
+            view = (p, kk, 1, 1, q)
         init, update = n.op.reduce
-        source = codegen.emit_reduce(init, update, p * kk * q >= codegen.PARALLEL_MIN_ELEMENTS
-                                     and p > 1)
+        work, rows = int(np.prod(view)), view[0] * view[2]
+        source = codegen.emit_reduce(init, update, work >= codegen.PARALLEL_MIN_ELEMENTS
+                                     and rows > 1)
         k = self._kernel(n, source, [n.op.name], {"fastmath": {"reassoc"}})
         fn, (i_in,), (i_out,) = FastCall(k.fn), ins, outs
+        out_view = (view[0], view[2], view[4])
 
         def run(env):
             a = env[i_in]
             if perm is not None:
                 a = np.ascontiguousarray(a.transpose(perm))
-            out = self._out(env, i_out)
-            fn(out.reshape(p, q), np.ascontiguousarray(a).reshape(p, kk, q))
+            fn(self._out(env, i_out).reshape(out_view), np.ascontiguousarray(a).reshape(view))
         return ("kernel", n, run, k)
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
