@@ -92,6 +92,9 @@ class OpDef:
     # the accumulator's start value and update expression in `acc` and `v`.
     # Other ops may give a whole-array lowering in `lower_numba` (see `Lowering`).
     expr: ClassVar[str] = ""
+    # the CPU kernels' spelling of `expr` where it differs: vectorizable functions from
+    # backend/numba/intrinsics.py instead of libm calls (CUDA keeps `expr`: its math is fast)
+    expr_cpu: ClassVar[str] = ""
     fusible: ClassVar[bool] = False
     reduce: ClassVar[tuple[str, str] | None] = None
     # an identity on the data (relabel, stop_gradient): fused only into an existing group,

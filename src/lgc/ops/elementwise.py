@@ -159,7 +159,7 @@ class Minimum(Maximum):
 class Exp(Elementwise):
     """y = exp(x)"""
 
-    name, expr = "exp", "math.exp({0})"
+    name, expr, expr_cpu = "exp", "math.exp({0})", "fast_exp({0})"
     np_fn = staticmethod(np.exp)
 
     def partials(self, b, node, ct):
@@ -213,7 +213,7 @@ class Sign(Elementwise):
 class Tanh(Elementwise):
     """y = tanh(x)"""
 
-    name, expr = "tanh", "math.tanh({0})"
+    name, expr, expr_cpu = "tanh", "math.tanh({0})", "fast_tanh({0})"
     np_fn = staticmethod(np.tanh)
 
     def partials(self, b, node, ct):
@@ -253,6 +253,7 @@ class Sigmoid(Elementwise):
 
     name = "sigmoid"
     expr = "(1.0 / (1.0 + math.exp(-{0})) if {0} >= 0 else math.exp({0}) / (1.0 + math.exp({0})))"
+    expr_cpu = "fast_sigmoid({0})"  # the same two-branch form, as selects
 
     def np_fn(self, x):
         # the two-branch form never overflows exp

@@ -33,13 +33,16 @@ class Fused(OpDef):
                      for r, (dt, _) in zip(results, types))
         return outs if len(outs) > 1 else outs[0]
 
-    def scalar_code(self, node, operand_names: list[str]) -> tuple[list[str], list[str]]:
-        """The body as scalar statements over `operand_names`; returns (lines, result names)."""
+    def scalar_code(self, node, operand_names: list[str], target: str = "cpu"
+                    ) -> tuple[list[str], list[str]]:
+        """The body as scalar statements over `operand_names` in the spelling of `target`
+        ("cpu" takes the ops' `expr_cpu` where given); returns (lines, result names)."""
         names = list(operand_names)
         lines = []
         for j, (name, refs, attrs) in enumerate(node.attrs["body"]):
             op = get_op(name)
+            expr = (target == "cpu" and op.expr_cpu) or op.expr
             t = f"t{j}"
-            lines.append(f"{t} = " + op.expr.format(*(names[r] for r in refs), **dict(attrs)))
+            lines.append(f"{t} = " + expr.format(*(names[r] for r in refs), **dict(attrs)))
             names.append(t)
         return lines, [names[r] for r in node.attrs["results"]]

@@ -80,7 +80,7 @@ def emit_fused(node: Node, kinds: list[str], nd: int) -> str:
     lines += _unflatten(nd, "o0", ind)
     idx = ", ".join(f"i{d}" for d in range(nd))
     lines += operand_loads(kinds, nd, ind)
-    body, results = node.op.scalar_code(node, names)
+    body, results = node.op.scalar_code(node, names, target="cuda")
     lines += [ind + device_code(ln, f"fused ({node.prov})") for ln in body]
     lines += [f"{ind}{o}[{idx}] = {r}" for o, r in zip(outs, results)]
     return "\n".join(lines) + "\n"

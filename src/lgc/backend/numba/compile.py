@@ -31,6 +31,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from lgc.backend.numba.intrinsics import fast_exp, fast_sigmoid, fast_tanh
+
 '''
 
 
@@ -47,9 +49,11 @@ def _machine() -> dict:
     import llvmlite.binding as llvm
     import numba
 
+    from . import intrinsics  # imports numba: only once kernels are built
+
     return {"numba": numba.__version__, "llvmlite": llvmlite.__version__, "target": "cpu",
             "cpu": llvm.get_host_cpu_name(), "features": llvm.get_host_cpu_features().flatten(),
-            "python": sys.version_info[:2]}
+            "python": sys.version_info[:2], "intrinsics": intrinsics.VERSION}
 
 
 _MACHINE: dict | None = None
@@ -86,6 +90,10 @@ def load_kernel(source: str, flags: dict):
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # Numba's cache loader finds the module by name
     spec.loader.exec_module(module)
+    if flags.get("cache"):
+        from . import diskcache
+
+        diskcache.install(module.kernel)
     _LOADED[key] = module.kernel
     if written:
         _WRITTEN.add(id(module.kernel))

@@ -1,0 +1,191 @@
+"""Vectorizable exp, tanh and sigmoid for the Numba CPU kernels: arithmetic only, no libm calls.
+
+Numba lowers math.exp and math.tanh to scalar libm calls, and this llvmlite has no vector math
+library, so a loop that calls them never vectorizes. These versions are range reduction plus
+a polynomial plus 2**n built from its bits, all of which LLVM vectorizes; every branch is a
+select. float32 is computed in float32 (16 lanes of AVX-512), within 2 ulp of NumPy; float64
+exp and sigmoid are within 2 ulp too, float64 tanh keeps libm (a polynomial of that accuracy
+costs more than it saves). Overflow, underflow (through the subnormals), inf and NaN behave as
+in NumPy. In plain Python the functions are NumPy's, so the kernels mean the same thing
+everywhere; the generated kernels import them (HEADER in compile.py), and templates name them
+through `expr_cpu` (ops/elementwise.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from decimal import Decimal, localcontext
+from pathlib import Path
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+__all__ = ["fast_exp", "fast_sigmoid", "fast_tanh", "VERSION"]
+
+# kernels compiled against an older version of this file must not be reused (compile.py)
+VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2**n for a float n holding an integer in the normal exponent range: the exponent
+    field set directly (an LLVM bitcast, which vectorizes; ldexp is a libm call)."""
+    if not isinstance(n, types.Float):
+        return None
+    bits, mantissa, bias = (32, 23, 127) if n.bitwidth == 32 else (64, 52, 1023)
+
+    def codegen(context, builder, signature, args):
+        ity = ir.IntType(bits)
+        e = builder.add(builder.fptosi(args[0], ity), ity(bias))
+        return builder.bitcast(builder.shl(e, ity(mantissa)), context.get_value_type(n))
+
+    return n(n), codegen
+
+
+def _ln2_split(hi_bits: int) -> tuple[float, float]:
+    """ln 2 = hi + lo with hi of `hi_bits` significant bits (so n * hi is exact for the
+    exponents n we meet) and lo the rest, from ln 2 computed to 40 digits."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        ln2 = Decimal(2).ln()
+        hi = round(float(ln2) * 2**hi_bits) / 2**hi_bits
+        return hi, float(ln2 - Decimal(hi))
+
+
+def _exp_constants(dtype, hi_bits: int, degree: int, lo: float, hi: float) -> dict:
+    f = dtype.type
+    ln2_hi, ln2_lo = _ln2_split(hi_bits)
+    return {"log2e": f(1 / math.log(2)), "ln2_hi": f(ln2_hi), "ln2_lo": f(ln2_lo),
+            # Taylor coefficients 1/k! from k = 2: |r| <= ln2/2 makes the truncation error
+            # below a tenth of an ulp at these degrees (7 for float32, 13 for float64)
+            "coef": np.array([1 / math.factorial(k) for k in range(degree, 1, -1)], dtype),
+            # exp(lo) rounds to 0 and exp(hi) overflows to inf
+            "lo": f(lo), "hi": f(hi), "half": f(0.5), "one": f(1.0), "two": f(2.0)}
+
+
+_EXP = {32: _exp_constants(np.dtype(np.float32), 16, 7, -104.0, 89.0),
+        64: _exp_constants(np.dtype(np.float64), 42, 13, -746.0, 710.0)}
+
+
+def _exp_impl(c: dict):
+    log2e, ln2_hi, ln2_lo, lo, hi, half, one = (c[k] for k in ("log2e", "ln2_hi", "ln2_lo",
+                                                               "lo", "hi", "half", "one"))
+    coef = c["coef"]
+    n_coef = len(coef)
+
+    def impl(x):
+        xc = x if x < hi else hi  # NaN takes hi here and is passed through at the end
+        xc = xc if xc > lo else lo
+        n = np.floor(xc * log2e + half)
+        r = (xc - n * ln2_hi) - n * ln2_lo
+        p = coef[0]
+        for k in range(1, n_coef):  # a constant array (no bounds checks): LLVM unrolls this
+            p = p * r + coef[k]
+        p = one + (r + r * r * p)
+        # 2**n in two factors: each stays a normal number while the product overflows to
+        # inf or rounds once into the subnormals
+        m = np.floor(n * half)
+        y = p * _pow2(m) * _pow2(n - m)
+        return x if x != x else y
+
+    return impl
+
+
+def _float_type(x):
+    if isinstance(x, types.Float):
+        return x.bitwidth
+    if isinstance(x, (types.Integer, types.Boolean)):
+        return 64  # as math.exp: integers compute in float64
+    return None
+
+
+def _as_float(bits: int):
+    return np.float32 if bits == 32 else np.float64
+
+
+def fast_exp(x):
+    """exp(x); vectorizable in Numba-compiled code."""
+    return np.exp(x)
+
+
+@overload(fast_exp, jit_options={"forceinline": True})
+def _fast_exp(x):
+    bits = _float_type(x)
+    if bits is None:
+        return None
+    exp = _exp_impl(_EXP[bits])
+    if isinstance(x, types.Float):
+        return exp
+    cast = _as_float(bits)
+    return lambda x: fast_exp(cast(x))
+
+
+def fast_sigmoid(x):
+    """1 / (1 + exp(-x)), never overflowing; vectorizable in Numba-compiled code."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@overload(fast_sigmoid, jit_options={"forceinline": True})
+def _fast_sigmoid(x):
+    bits = _float_type(x)
+    if bits is None:
+        return None
+    one, cast = _EXP[bits]["one"], _as_float(bits)
+
+    def impl(x):
+        xf = cast(x)
+        e = fast_exp(-abs(xf))  # in (0, 1]: no overflow on either side
+        # one division (not e * (1 / (1 + e))): one rounding fewer
+        return (one if xf >= 0 else e) / (one + e)
+
+    return impl
+
+
+def _tanh_small_coefficients(bound: float, degree: int) -> tuple[float, ...]:
+    """Coefficients c_k (highest first) of tanh(x) ~ x + x**3 * sum c_k u**k, u = x*x, for
+    |x| <= bound: a least-squares fit at Chebyshev points, weighted to the relative error."""
+    t = np.cos(np.pi * (np.arange(400) + 0.5) / 400)
+    x = bound * (t + 1) / 2 + 1e-3 * bound
+    u = x * x
+    g = (np.tanh(x) - x) / x**3
+    a = np.vander(u, degree + 1) * (x**2 / np.tanh(x))[:, None]
+    sol, *_ = np.linalg.lstsq(a, g * x**2 / np.tanh(x), rcond=None)
+    return tuple(float(s) for s in sol)
+
+
+_TANH_SMALL = 0.625  # below this, 1 - 2/(exp(2x) + 1) cancels: a polynomial instead
+_TANH32 = np.array(_tanh_small_coefficients(_TANH_SMALL, 5), np.float32)
+
+
+def fast_tanh(x):
+    """tanh(x); vectorizable in Numba-compiled code for float32 (float64 calls libm)."""
+    return np.tanh(x)
+
+
+@overload(fast_tanh, jit_options={"forceinline": True})
+def _fast_tanh(x):
+    bits = _float_type(x)
+    if bits is None:
+        return None
+    if bits == 64:
+        return lambda x: math.tanh(x)
+    c = _EXP[32]
+    one, two, bound, coef = c["one"], c["two"], np.float32(_TANH_SMALL), _TANH32
+    n_coef = len(coef)
+
+    def impl(x):
+        a = abs(x)
+        big = one - two / (fast_exp(two * a) + one)  # 1 for large |x|, NaN for NaN
+        big = big if x >= 0 else -big
+        u = x * x
+        p = coef[0]
+        for k in range(1, n_coef):
+            p = p * u + coef[k]
+        small = x * (one + u * p)  # keeps the sign of -0.0
+        return small if a < bound else big
+
+    return impl
