@@ -94,32 +94,71 @@ _COL2IM = """def kernel(xb, col, ptr, ent, K):
     return 0
 """
 
-# the weight gradient contracts over (o, n): col (g, K·ci, O·N) and t (g, co, O·N) make it one
-# GEMM per group
-_IM2COL_T = """def kernel(col, t, x, gy, tab):
-    G, N = col.shape[0], x.shape[2]
-    ci, co = x.shape[1] // G, t.shape[1]
-    for o in range(tab.shape[0]):
-        for k in range(tab.shape[1]):
-            s = tab[o, k]
+# The weight gradient contracts over (o, n). Output positions are cut into chunks of B whose
+# im2col block col (K·ci, B·N) and gradient block gt (co, B·N) stay in cache; one GEMM per
+# chunk and group accumulates into the thread's partial sum, and threads take chunks in turn.
+# The GEMM runs inside the kernel (Numba calls BLAS), so threads and BLAS never compete.
+_WEIGHTS = """def kernel(dw, part, prod, col, gt, x, gy, tab):
+    O, K = tab.shape
+    T, G, KC, co = part.shape
+    N = x.shape[2]
+    ci = x.shape[1] // G
+    B = col.shape[2] // N
+    chunks = (O + B - 1) // B
+    for t in LOOP(T):
+        part[t] = 0
+        for ch in range(t, chunks, T):
             for g in range(G):
-                for i in range(ci):
-                    r = col[g, k * ci + i]
-                    if s < 0:
-                        for n in range(N):
-                            r[o * N + n] = 0
-                    else:
-                        xr = x[s, g * ci + i]
-                        for n in range(N):
-                            r[o * N + n] = xr[n]
-        for g in range(G):
-            for c in range(co):
-                tr = t[g, c]
-                yr = gy[o, g * co + c]
-                for n in range(N):
-                    tr[o * N + n] = yr[n]
+                for j in range(B):
+                    o = ch * B + j
+                    for k in range(K):
+                        s = tab[o, k] if o < O else -1
+                        for i in range(ci):
+                            r = col[t, k * ci + i]
+                            if s < 0:
+                                for n in range(N):
+                                    r[j * N + n] = 0
+                            else:
+                                xr = x[s, g * ci + i]
+                                for n in range(N):
+                                    r[j * N + n] = xr[n]
+                    for c in range(co):
+                        r = gt[t, c]
+                        if o < O:
+                            yr = gy[o, g * co + c]
+                            for n in range(N):
+                                r[j * N + n] = yr[n]
+                        else:
+                            for n in range(N):
+                                r[j * N + n] = 0
+                np.dot(col[t], gt[t].T, prod[t])
+                part[t, g] += prod[t]
+    for r in range(KC):
+        for c in range(co):
+            for g in range(G):
+                acc = part[0, g, r, c]
+                for t in range(1, T):
+                    acc += part[t, g, r, c]
+                dw[r, c, g] = acc
     return 0
 """
+
+CHUNK_COLUMNS, CHUNK_ELEMENTS = 1024, 1 << 18
+
+
+def _chunk(o: int, n: int, rows: int) -> int:
+    """Output positions per chunk: about CHUNK_COLUMNS GEMM columns, a block of at most
+    CHUNK_ELEMENTS (1 MB of float32) so it stays in cache, never more than there are."""
+    return max(1, min(o, -(-CHUNK_COLUMNS // n), CHUNK_ELEMENTS // max(1, rows * n)))
+
+
+def _threads(work: int) -> int:
+    """How many chunk streams a conv kernel runs: Numba's threads when the work pays for them."""
+    if loop_for(work) == "range":
+        return 1
+    import numba
+
+    return numba.get_num_threads()
 
 
 def _grouped(w: np.ndarray, kci: int, co: int, g: int, perm, scratch: np.ndarray) -> np.ndarray:
@@ -175,19 +214,16 @@ def _lower_conv_backward_weights(node):
     ci, co = x.shape[d] // g, gy.shape[d] // g
     tab, _, o, k, *_ = _geometry(x.shape[:d], (*kernel_shape, ci, co, g), node)
     n = x.shape[-1]
-    # rows padded past O·N: a power-of-two row stride sends every row's writes to the same
-    # cache sets (measured 100x slower on 32x32x64 inputs)
-    ld = o * n + 16
-    col, t = np.empty((g, k * ci, ld), dt)[:, :, :o * n], np.empty((g, co, ld), dt)[:, :, :o * n]
-    res = np.empty((g, k * ci, co), dt)
-    xs, ys = (-1, ci * g, n), (o, co * g, n)
+    b = _chunk(o, n, k * ci)
+    t = _threads(o * n * k * ci * g)
+    part, prod = np.empty((t, g, k * ci, co), dt), np.empty((t, k * ci, co), dt)
+    col, gt = np.empty((t, k * ci, b * n), dt), np.empty((t, co, b * n), dt)
+    xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k * ci, co, g)
 
     def call(kernel, ins, outs):
-        kernel(col, t, ins[0].reshape(xs), ins[1].reshape(ys), tab)
-        for j in range(g):
-            np.matmul(col[j], t[j].T, out=res[j])
-        np.copyto(outs[0].reshape(k * ci, co, g), res.transpose(1, 2, 0))
-    return Lowering(call, _IM2COL_T)
+        kernel(outs[0].reshape(ws), part, prod, col, gt, ins[0].reshape(xs), ins[1].reshape(ys),
+               tab)
+    return Lowering(call, _WEIGHTS.replace("LOOP", "prange" if t > 1 else "range"))
 
 
 # y[j] = x[tab[j]] (rows of the trailing block), `value` where tab[j] < 0

@@ -10,6 +10,7 @@ handed to the user are never overwritten.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -52,9 +53,22 @@ class FastCall:
 _BLAS: list = []
 
 
+def _blas_inside_kernels() -> None:
+    """Kernels that call np.dot run SciPy's BLAS (Numba binds it): load it now so the thread
+    limit below covers it too, or its threads spin against Numba's (measured 15x slower)."""
+    import scipy.linalg.cython_blas  # noqa: F401
+
+    if _BLAS and not _BLAS_SEES_SCIPY[0]:
+        _BLAS.clear()  # found again, SciPy's included, on the next call
+
+
+_BLAS_SEES_SCIPY = [False]
+
+
 def _blas_threads(n: int) -> int:
     """Set the BLAS libraries' thread count; returns the previous one (0 when unknown)."""
     if not _BLAS:
+        _BLAS_SEES_SCIPY[0] = "scipy.linalg.cython_blas" in sys.modules
         try:
             import threadpoolctl
 
@@ -147,6 +161,8 @@ class NumbaExecutable:
         # Numba's threads and BLAS's both spin-wait between calls: when this program has
         # parallel kernels, BLAS runs single-threaded during a call instead of fighting them
         self._parallel = any("prange" in k.source for k in self.kernels)
+        if any("np.dot" in k.source for k in self.kernels):
+            _blas_inside_kernels()
         self._warm_up()
         self.build_seconds = time.perf_counter() - t0
 
