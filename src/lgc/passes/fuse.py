@@ -39,6 +39,14 @@ def fuse_elementwise(g: Graph) -> Graph:
     position: dict[Node, int] = {n: i for i, n in enumerate(hoisted + rest)}
     position.update((n, -1) for n in hoisted)
     group_of: dict[Node, _Group] = {}
+
+    def ready(p: Node | None) -> int:
+        # where a value exists: a group's members all run at its first member's place
+        if p is None:
+            return -1
+        grp = group_of.get(p)
+        return grp.start if grp is not None else position[p]
+
     for n in rest:
         i = position[n]
         if not _fusible(n):
@@ -46,12 +54,12 @@ def fuse_elementwise(g: Graph) -> Graph:
         shape = n.outputs[0].shape
         candidates = {id(grp): grp for v in n.inputs
                       if (grp := group_of.get(v.producer)) is not None and grp.shape == shape}
-        joined = _merge(list(candidates.values()), n, position, group_of)
+        joined = _merge(list(candidates.values()), n, ready, position, group_of)
         for grp in sorted(candidates.values(), key=lambda c: -c.start):
             if joined is not None:
                 break
-            if all(v.producer is None or v.producer in grp.nodes
-                   or position[v.producer] < grp.start for v in n.inputs):
+            if all(v.producer in grp.nodes or ready(v.producer) < grp.start
+                   for v in n.inputs):
                 joined = grp
         if joined is None and not n.op.alias:
             joined = _Group(n, i)
@@ -77,7 +85,7 @@ def fuse_elementwise(g: Graph) -> Graph:
     return Graph(g.name, g.inputs, nodes, [sub.get(v, v) for v in g.outputs])
 
 
-def _merge(groups: list[_Group], n: Node, position: dict[Node, int],
+def _merge(groups: list[_Group], n: Node, ready, position: dict[Node, int],
            group_of: dict[Node, _Group]) -> _Group | None:
     """Merge `groups` (all feeding `n`) into the earliest, when every value their members and
     `n` read from outside them is defined before it starts; the merged group, or None."""
@@ -87,7 +95,7 @@ def _merge(groups: list[_Group], n: Node, position: dict[Node, int],
     first = groups[0]
     members = {m for grp in groups for m in grp.nodes}
     readers = [*members, n]
-    if not all(v.producer is None or v.producer in members or position[v.producer] < first.start
+    if not all(v.producer in members or ready(v.producer) < first.start
                for m in readers for v in m.inputs):
         return None
     first.nodes = sorted(members, key=position.__getitem__)
