@@ -174,6 +174,23 @@ def test_workspace_buffers_are_reused():
     assert len(distinct) < len(exe._buffers)
 
 
+def test_fusion_sees_values_where_their_group_computes_them():
+    """d is emitted after the matmul but joins a's group, which runs before it: e = c * d
+    may then join c's group (d exists from a's start), as LSTM gradients need."""
+    rng = np.random.default_rng(2)
+    x, w = rng.normal(size=(4, 3)), rng.normal(size=(4, 4))
+    b = Builder(Graph("late_member"))
+    xv, wv = emit_inputs(b, [x, w])
+    a = b.emit("sigmoid", xv)
+    m = b.emit("matmul", wv, xv)
+    c = b.emit("mul", m, xv)
+    d = b.emit("sub", b.const(1.0, a.dtype), a)
+    b.graph.outputs = [b.emit("mul", c, d), a]
+    exe = NumbaExecutable(b.graph)
+    assert len([n for n in exe.optimized.nodes if n.op.name == "fused"]) == 2
+    assert_same(exe([x, w]), run_graph(b.graph, [x, w]))
+
+
 def test_debug_prints_a_line_per_cache_miss_with_the_reason(tmp_path):
     script = textwrap.dedent("""
         import numpy as np, lgc
