@@ -219,16 +219,10 @@ class Concatenate(OpDef):
 
     def lower_numba(self, node):
         axis = node.attrs["axis"]
-        shape = node.out.shape
-        p, q = int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis + 1:],
-                                                                          dtype=np.int64))
-        bounds = np.cumsum([0] + [x.shape[axis] for x in node.inputs]).tolist()
-        blocks = list(zip(bounds[:-1], bounds[1:]))
 
         def call(kernel, ins, outs):
-            y = outs[0].reshape(p, shape[axis], q)
-            for x, (a, c) in zip(ins, blocks):
-                np.copyto(y[:, a:c], x.reshape(p, c - a, q))
+            # one C call for every block (a copy per input costs ~2 us of Python each)
+            np.concatenate(ins, axis=axis, out=outs[0])
         return Lowering(call)
 
     def samples(self, rng):
