@@ -10,6 +10,7 @@ handed to the user are never overwritten.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,7 +57,24 @@ _BLAS: list = []
 def _blas_inside_kernels() -> None:
     """Kernels that call np.dot run SciPy's BLAS (Numba binds it): load it now so the thread
     limit below covers it too, or its threads spin against Numba's (measured 15x slower)."""
-    import scipy.linalg.cython_blas  # noqa: F401
+    name = "scipy.linalg.cython_blas"
+    if name not in sys.modules:
+        # only the extension module Numba reads (12 ms), not all of scipy.linalg (250 ms of
+        # a warm start); Cython users find it in sys.modules as usual
+        try:
+            import importlib.machinery
+            import importlib.util
+
+            where = importlib.util.find_spec("scipy").submodule_search_locations[0]
+            folder = os.path.join(where, "linalg")
+            so = next(f for f in os.listdir(folder) if f.startswith("cython_blas.")
+                      and f.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)))
+            spec = importlib.util.spec_from_file_location(name, os.path.join(folder, so))
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules[name] = module
+        except Exception:  # another SciPy layout: the plain import
+            import scipy.linalg.cython_blas  # noqa: F401
 
     if _BLAS and not _BLAS_SEES_SCIPY[0]:
         _BLAS.clear()  # found again, SciPy's included, on the next call
