@@ -259,3 +259,29 @@ def test_reductions_over_every_axes_subset(op):
                                        atol=1e-3, err_msg=f"{op} over {axes} of {shape}")
     assert reduce_view((2, 3, 4, 5, 6), (0, 2, 4)) is None  # the fallback was exercised
     assert reduce_view((32, 32, 16, 64), (0, 1, 3)) == (1, 1024, 16, 64, 1)
+
+
+def test_conv_kernels_bind_blas_without_importing_scipy_linalg():
+    """The in-kernel GEMMs need SciPy's cython_blas only; all of scipy.linalg would add a
+    quarter second to every warm start. The result must still be right."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, lgc\n"
+        "from lgc.backend.numba import NumbaExecutable\n"
+        "from lgc.ir.core import Builder, Graph\n"
+        "from lgc.ir.types import TensorType\n"
+        "b = Builder(Graph('c'))\n"
+        "x = b.input(TensorType('f32', (5, 5, 2, 3)), 'x')\n"
+        "w = b.input(TensorType('f32', (3, 3, 2, 4, 1)), 'w')\n"
+        "b.graph.outputs = [b.emit('conv', x, w, stride=(1, 1), dilation=(1, 1),\n"
+        "                          padding=((0, 0), (0, 0)))]\n"
+        "xs, ws = np.ones((5, 5, 2, 3), np.float32), np.ones((3, 3, 2, 4, 1), np.float32)\n"
+        "y = NumbaExecutable(b.graph)([xs, ws])[0]\n"
+        "assert np.all(y == 18), y\n"
+        "assert 'scipy.linalg' not in sys.modules\n"
+        "assert 'scipy.linalg.cython_blas' in sys.modules\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
