@@ -45,6 +45,11 @@ def _pow2(typingctx, n):
     return n(n), codegen
 
 
+# LLVM inlines the bodies into the kernel loop (its own cost model declines tanh), so the loop
+# vectorizes; `contract` lets a multiply and add become one FMA (one rounding, fewer ops)
+_INLINE = {"forceinline": True, "fastmath": {"contract"}}
+
+
 def _ln2_split(hi_bits: int) -> tuple[float, float]:
     """ln 2 = hi + lo with hi of `hi_bits` significant bits (so n * hi is exact for the
     exponents n we meet) and lo the rest, from ln 2 computed to 40 digits."""
@@ -111,7 +116,7 @@ def fast_exp(x):
     return np.exp(x)
 
 
-@overload(fast_exp, jit_options={"forceinline": True})
+@overload(fast_exp, jit_options=_INLINE)
 def _fast_exp(x):
     bits = _float_type(x)
     if bits is None:
@@ -129,7 +134,7 @@ def fast_sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-@overload(fast_sigmoid, jit_options={"forceinline": True})
+@overload(fast_sigmoid, jit_options=_INLINE)
 def _fast_sigmoid(x):
     bits = _float_type(x)
     if bits is None:
@@ -166,7 +171,7 @@ def fast_tanh(x):
     return np.tanh(x)
 
 
-@overload(fast_tanh, jit_options={"forceinline": True})
+@overload(fast_tanh, jit_options=_INLINE)
 def _fast_tanh(x):
     bits = _float_type(x)
     if bits is None:
