@@ -6,9 +6,10 @@ a polynomial plus 2**n built from its bits, all of which LLVM vectorizes; every 
 select. float32 is computed in float32 (16 lanes of AVX-512), within 2 ulp of NumPy; float64
 exp and sigmoid are within 2 ulp too, float64 tanh keeps libm (a polynomial of that accuracy
 costs more than it saves). Overflow, underflow (through the subnormals), inf and NaN behave as
-in NumPy. In plain Python the functions are NumPy's, so the kernels mean the same thing
-everywhere; the generated kernels import them (HEADER in compile.py), and templates name them
-through `expr_cpu` (ops/elementwise.py).
+in NumPy. Loops vectorize under error_model="numpy" (the kernels' flag: the Python model's
+zero-division checks would stop it). In plain Python the functions are NumPy's, so the
+kernels mean the same thing everywhere; the generated kernels import them (HEADER in
+compile.py), and templates name them through `expr_cpu` (ops/elementwise.py).
 """
 
 from __future__ import annotations
