@@ -2,8 +2,10 @@
 
 Attributes: `body`, one instruction `(op_name, operand_refs, attrs)` per member op, where a ref
 k < number of inputs names an input and larger refs name earlier instructions; `results`, the
-refs that are outputs; `shape`, the iteration space; `types`, (dtype, fmt) per output. The
-reference evaluates the members' own `ref`s, so a fused graph means exactly what it replaced.
+refs that are outputs; `shape`, the iteration space; `types`, (dtype, fmt) per output;
+`reductions` (CPU, see passes/fuse_reduce.py), (op name, ref, op attrs, reduced axes) of each
+reduction computed in the same loop, whose outputs follow the results'. The reference evaluates
+the members' own `ref`s, so a fused graph means exactly what it replaced.
 """
 
 from __future__ import annotations
@@ -19,18 +21,24 @@ class Fused(OpDef):
     """(y...) = the member ops applied in order over `shape`"""
 
     name = "fused"
-    attrs = {"body": (), "results": (), "shape": (), "types": ()}
+    attrs = {"body": (), "results": (), "shape": (), "types": (), "reductions": ()}
     differentiable = False
 
-    def infer(self, in_types, body, results, shape, types):
-        return [TensorType(dt, tuple(shape), fmt) for dt, fmt in types]
+    def infer(self, in_types, body, results, shape, types, reductions=()):
+        out = [TensorType(dt, tuple(shape), fmt) for dt, fmt in types[:len(results)]]
+        for (name, _, attrs, _), (dt, fmt) in zip(reductions, types[len(results):]):
+            t = get_op(name).infer([TensorType(dt, tuple(shape))], **dict(attrs))[0]
+            out.append(t.with_(fmt=fmt))
+        return out
 
-    def ref(self, *args, body, results, shape, types):
+    def ref(self, *args, body, results, shape, types, reductions=()):
         vals = list(args)
         for name, refs, attrs in body:
             vals.append(np.asarray(get_op(name).ref(*(vals[r] for r in refs), **dict(attrs))))
-        outs = tuple(np.broadcast_to(vals[r], shape).astype(np_dtype(dt))
-                     for r, (dt, _) in zip(results, types))
+        full = [np.broadcast_to(vals[r], shape) for r in results]
+        full += [get_op(name).ref(np.broadcast_to(vals[r], shape), **dict(attrs))
+                 for name, r, attrs, _ in reductions]
+        outs = tuple(np.asarray(v).astype(np_dtype(dt)) for v, (dt, _) in zip(full, types))
         return outs if len(outs) > 1 else outs[0]
 
     def scalar_code(self, node, operand_names: list[str], target: str = "cpu"

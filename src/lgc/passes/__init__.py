@@ -1,5 +1,6 @@
 """Graph -> Graph passes, each a pure function. `PIPELINE` lists, in order, what the compiled
-backends run; `optimize` applies it (printing the IR after each pass at LGC_DEBUG >= 2).
+backends run (the CPU backend's `CPU_PIPELINE` adds reduction fusion); `optimize` applies it
+(printing the IR after each pass at LGC_DEBUG >= 2).
 Buffer planning is not a pass: it assigns real memory, so each backend's runtime does it."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
 from .fuse import fuse_elementwise
+from .fuse_reduce import fuse_reductions
 from .simplify import simplify
 
 PIPELINE = [
@@ -23,6 +25,8 @@ PIPELINE = [
     eliminate_dead_code,
     fuse_elementwise,
 ]
+# reductions of a fused kernel's output accumulate in its loop (the CUDA kernels do not yet)
+CPU_PIPELINE = [*PIPELINE, fuse_reductions]
 
 
 def optimize(g: Graph, pipeline=None) -> Graph:
@@ -38,6 +42,6 @@ def optimize(g: Graph, pipeline=None) -> Graph:
 
 
 __all__ = [
-    "PIPELINE", "eliminate_common_subexpressions", "eliminate_dead_code", "fold_constants",
-    "fuse_elementwise", "optimize", "simplify",
+    "CPU_PIPELINE", "PIPELINE", "eliminate_common_subexpressions", "eliminate_dead_code",
+    "fold_constants", "fuse_elementwise", "fuse_reductions", "optimize", "simplify",
 ]

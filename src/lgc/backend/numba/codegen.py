@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 
 from ...ir.core import Node
-from ...ops.base import PARALLEL_MIN_ELEMENTS
+from ...ops.base import PARALLEL_MIN_ELEMENTS, get_op
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_reduce", "operand_loads", "scalar_reads"]
+__all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_fused_reduce", "emit_reduce",
+           "operand_loads", "scalar_reads"]
 
 
 def scalar_reads(kinds: list[str]) -> tuple[list[str], list[str]]:
@@ -58,6 +59,40 @@ def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
     body, results = node.op.scalar_code(node, names)
     lines += [indent + ln for ln in body]
     lines += [f"{indent}{o}[{idx}] = {r}" for o, r in zip(outs, results)]
+    lines.append("    return 0")
+    return "\n".join(lines) + "\n"
+
+
+def emit_fused_reduce(node: Node, kinds: list[str], parallel: bool) -> str:
+    """Source of `kernel(outs..., reds..., ins..., nb, nd)` for a fused node with reductions
+    (passes/fuse_reduce.py): the iteration space viewed as (B, C, D) with C outermost, so each
+    thread owns the accumulators of its C rows; outs are (B, C, D), reds (C,), `kinds` are
+    "scalar" or a 3-letter broadcast pattern over (B, C, D)."""
+    reds = node.attrs["reductions"]
+    n_out = len(node.outputs) - len(reds)
+    outs = [f"o{k}" for k in range(n_out)]
+    accs = [f"r{k}" for k in range(len(reds))]
+    ins = [f"a{k}" for k in range(len(node.inputs))]
+    lines = [f"def kernel({', '.join(outs + accs + ins)}, nb, nd):"]
+    reads, names = scalar_reads(kinds)
+    lines += reads
+    loop = "prange" if parallel else "range"
+    lines.append(f"    for i1 in {loop}({accs[0]}.shape[0]):")
+    for k, (name, _, _, _) in enumerate(reds):
+        lines.append(f"        acc{k} = {get_op(name).reduce[0]}")
+    lines += ["        for i0 in range(nb):", "            for i2 in range(nd):"]
+    indent = " " * 16
+    lines += operand_loads(kinds, 3, indent)
+    body, results = node.op.scalar_code(node, names)
+    lines += [indent + ln for ln in body]
+    lines += [f"{indent}{o}[i0, i1, i2] = {r}" for o, r in zip(outs, results)]
+    n_in = len(node.inputs)
+    for k, (name, ref, _, _) in enumerate(reds):
+        v = names[ref] if ref < n_in else f"t{ref - n_in}"
+        update = get_op(name).reduce[1]
+        lines.append(indent + f"acc{k} = " + re.sub(r"\bv\b", v, re.sub(r"\bacc\b",
+                                                                       f"acc{k}", update)))
+    lines += [f"        {a}[i1] = acc{k}" for k, a in enumerate(accs)]
     lines.append("    return 0")
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,8 @@ import numpy as np
 from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
-from ...passes import optimize
+from ...passes import CPU_PIPELINE, optimize
+from ...passes.fuse_reduce import operand_pattern, reduction_blocks
 from . import codegen
 from .compile import STATS, load_kernel, record_first_call, snapshot
 
@@ -166,7 +167,7 @@ class NumbaExecutable:
     def __init__(self, g: Graph):
         t0 = time.perf_counter()
         self.graph = g
-        self.optimized = optimize(g)
+        self.optimized = optimize(g, CPU_PIPELINE)
         self.kernels: list[Kernel] = []
         self._index: dict[Value, int] = {v: i for i, v in enumerate(self.optimized.inputs)}
         for n in self.optimized.nodes:
@@ -235,6 +236,8 @@ class NumbaExecutable:
         return ("numpy", n, run)
 
     def _fused_step(self, n: Node, ins: list[int], outs: list[int]):
+        if n.attrs.get("reductions"):
+            return self._fused_reduce_step(n, ins, outs)
         shape = n.attrs["shape"]
         size = int(np.prod(shape, dtype=np.int64))
         nd = max(len(shape), 1)
@@ -262,6 +265,32 @@ class NumbaExecutable:
             args = [self._out(env, i).reshape(iter_shape) for i in outs]
             args += [p(env[i]) for p, i in zip(preps, ins)]
             fn(*args)
+        return ("kernel", n, run, k)
+
+    def _fused_reduce_step(self, n: Node, ins: list[int], outs: list[int]):
+        """A fused node with reductions: every array viewed as (B, C, D) (fuse_reduce.py)."""
+        shape = n.attrs["shape"]
+        blocks = reduction_blocks(shape, set(n.attrs["reductions"][0][3]))
+        view = tuple(int(np.prod([shape[d] for d in blk], dtype=np.int64)) for blk in blocks)
+        kinds, views = [], []
+        for v in n.inputs:
+            pattern = None if v.type.size == 1 else operand_pattern(v.shape, blocks, shape)
+            kinds.append("scalar" if pattern is None else pattern)
+            views.append((1,) if pattern is None else
+                         tuple(s if c == "i" else 1 for s, c in zip(view, pattern)))
+        size = int(np.prod(view, dtype=np.int64))
+        parallel = size >= codegen.PARALLEL_MIN_ELEMENTS and view[1] > 1
+        source = codegen.emit_fused_reduce(n, kinds, parallel)
+        k = self._kernel(n, source, [b[0] for b in n.attrs["body"]] +
+                         [r[0] for r in n.attrs["reductions"]], {"fastmath": {"reassoc"}})
+        fn, n_full = FastCall(k.fn), len(outs) - len(n.attrs["reductions"])
+        nb, nd = view[0], view[2]
+
+        def run(env):
+            args = [self._out(env, i).reshape(view) for i in outs[:n_full]]
+            args += [self._out(env, i).reshape(-1) for i in outs[n_full:]]
+            args += [env[i].reshape(s) for i, s in zip(ins, views)]
+            fn(*args, nb, nd)
         return ("kernel", n, run, k)
 
     def _reduce_step(self, n: Node, ins: list[int], outs: list[int]):
