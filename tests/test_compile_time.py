@@ -16,7 +16,8 @@ WARM_SCRIPT = textwrap.dedent("""
     import sys, hashlib, numpy as np, lgc
     x = lgc.dlarray(np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6), "CB")
     def f(x):
-        y = lgc.sum(lgc.tanh(x) * 2.0 + lgc.exp(-x) + lgc.relu(x))
+        h = lgc.softmax(lgc.tanh(x) * 2.0)  # softmax has its own kernel: several kernels
+        y = lgc.sum(h * lgc.exp(-x) + lgc.relu(x))
         return y, lgc.dlgradient(y, x)
     cf = lgc.compile(f, backend="numba")
     y, g = cf(x)
@@ -52,3 +53,41 @@ def test_loading_cache_misses_fall_back_to_compiling(tmp_path, monkeypatch):
     y32 = np.asarray(cf(lgc.dlarray(x64.astype(np.float32), "CB")))
     np.testing.assert_allclose(y32, y64, rtol=1e-6)
     assert y32.dtype == np.float32
+
+
+def _run_env(script: str, cache, **env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LGC_CACHE_DIR": str(cache), **env}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+
+
+def test_worker_processes_compile_new_kernels_into_the_cache(tmp_path):
+    """A cold start with a worker: the worker compiles some kernels, the results are the bits
+    of a cold start without workers, and the next process loads everything from disk."""
+    serial = _run_env(WARM_SCRIPT, tmp_path / "serial", LGC_COMPILE_WORKERS="0")
+    par = _run_env(WARM_SCRIPT, tmp_path / "par", LGC_COMPILE_WORKERS="1", LGC_DEBUG="1")
+    assert "(in a worker process)" in par.stderr
+    _, misses, digest, _ = par.stdout.split()
+    assert int(misses) > 0 and digest == serial.stdout.split()[2]
+    again = _run_env(WARM_SCRIPT, tmp_path / "par", LGC_COMPILE_WORKERS="1").stdout.split()
+    assert int(again[1]) == 0 and again[2] == digest
+
+
+def test_kernel_failing_in_a_worker_still_names_op_and_layer(tmp_path, monkeypatch):
+    import pytest
+
+    from lgc.dlarray import provenance
+    from lgc.errors import CompileError
+    from lgc.ops.elementwise import Exp
+
+    monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("LGC_COMPILE_WORKERS", "1")
+    monkeypatch.setattr(Exp, "expr_cpu", "fast_exp({0}, 'oops')")
+    x = lgc.dlarray(np.ones((2, 3)), "CB")
+
+    def f(x):
+        with provenance("conv7"):
+            return lgc.sum(lgc.exp(x) + 0.5, 1) * 2.0
+
+    with pytest.raises(CompileError, match=r"fused.*conv7"):
+        lgc.compile(f, backend="numba")(x)

@@ -100,6 +100,20 @@ def load_kernel(source: str, flags: dict):
     return module.kernel
 
 
+def is_new(kernel) -> bool:
+    """Whether this process wrote the kernel's source file (so nothing of it is on disk)."""
+    return id(kernel) in _WRITTEN
+
+
+def record_compiled(seconds: float, label: str, where: str) -> None:
+    """Count a kernel compiled before its first call (prebuild.py) as a miss."""
+    STATS["cache_misses"] += 1
+    STATS["compile_seconds"] += seconds
+    if debug.level() >= 1:
+        debug.dump("cache miss", f"{label}: new kernel source; compiled in {seconds:.3f} s "
+                                 f"({where})")
+
+
 def snapshot(kernel) -> tuple[int, int]:
     return len(kernel.overloads), sum(kernel.stats.cache_hits.values())
 

@@ -23,9 +23,12 @@ from ...ir.types import np_dtype
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
 from . import codegen
-from .compile import STATS, load_kernel, record_first_call, snapshot
+from .compile import STATS, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
+
+
+_RECORDING: list = []  # the dry run's recorder, while one runs
 
 
 class FastCall:
@@ -43,6 +46,9 @@ class FastCall:
     def __call__(self, *args):
         if self.entry is not None:
             return self.entry(*args)
+        if _RECORDING:  # a dry run (prebuild.py): note the argument types, run nothing
+            _RECORDING[-1](self.fn, args)
+            return None
         result = self.fn(*args)
         import numba
 
@@ -390,12 +396,35 @@ class NumbaExecutable:
         """Compile (or load) every kernel now by a run on zeros, timing each kernel's first
         call; the random generator's state is restored afterwards."""
         from ...ops import creation
+        from .prebuild import prebuild
 
         state = creation.generator().bit_generator.state
+        self._prebuilt = prebuild(self)  # new kernels compiled at once, several processes
         zeros = [np.zeros(v.shape, np_dtype(v.dtype)) for v in self.optimized.inputs]
         with np.errstate(all="ignore"):
             self.__call__(zeros, _first=True)
         creation.generator().bit_generator.state = state
+
+    def _dry_run_signatures(self, wanted: set[int]) -> list[tuple]:
+        """(dispatcher, argument types) of each distinct call of the kernels in `wanted` (ids),
+        from a run on zeros where kernels run nothing (their outputs stay garbage: only types
+        matter); [] when a non-kernel step fails on that garbage."""
+        calls: dict[tuple, tuple] = {}
+
+        def record(fn, args):
+            if id(fn) in wanted:
+                sig = tuple(fn.typeof_pyval(a) for a in args)
+                calls.setdefault((id(fn), sig), (fn, sig))
+        zeros = [np.zeros(v.shape, np_dtype(v.dtype)) for v in self.optimized.inputs]
+        _RECORDING.append(record)
+        try:
+            with np.errstate(all="ignore"):
+                self.__call__(zeros)
+        except Exception:
+            return []
+        finally:
+            _RECORDING.pop()
+        return list(calls.values())
 
     # --- running ------------------------------------------------------------------------------
 
@@ -425,6 +454,7 @@ class NumbaExecutable:
 
     def _first_call(self, step, env) -> None:
         _, n, run, k = step
+        prebuilt = self._prebuilt.pop(id(k.fn), None)
         before = snapshot(k.fn)
         t0 = time.perf_counter()
         try:
@@ -436,7 +466,13 @@ class NumbaExecutable:
                                f"compile: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                                ) from None
         k.compile_seconds = time.perf_counter() - t0
-        k.cache_hit = record_first_call(k.fn, before, k.compile_seconds, f"{n.op.name} ({n.prov})")
+        label = f"{n.op.name} ({n.prov})"
+        if prebuilt is not None:  # compiled before this run, here or in a worker
+            k.compile_seconds += prebuilt[0]
+            k.cache_hit = False
+            record_compiled(prebuilt[0], label, prebuilt[1])
+            return
+        k.cache_hit = record_first_call(k.fn, before, k.compile_seconds, label)
 
     @property
     def stats(self) -> dict:

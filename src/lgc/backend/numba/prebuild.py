@@ -1,0 +1,180 @@
+"""Cold start: compile a program's new kernels in this process and worker processes at once.
+
+Numba compiles one function at a time per process (a global compiler lock), so on a cold
+cache a program's kernels compile one after another. Here the new kernels (source files this
+process just wrote) and the argument types they will be called with (from a dry run of the
+program, kernels skipped) become jobs; one or more worker processes and this process each
+take jobs (an exclusive claim file per job: every job is compiled exactly once) and compile
+them with `cache=True`, so the workers' machine code lands in the disk cache, where the
+warm-up run then loads it. The parent takes the most expensive jobs (parallel kernels) first,
+the workers start from the cheap end. A worker that fails or is missing changes nothing but
+speed: whatever is not on disk then compiles in this process, errors included.
+
+It only pays once the compile work outweighs a worker's start-up (importing Numba and its
+first-compile set-up, about 0.7 s), so small programs and single-core machines skip it.
+LGC_COMPILE_WORKERS=N always uses N workers when two or more kernels are new (0: never).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import compile as _compile
+
+# rough serial compile seconds of one kernel: the estimate decides whether workers pay
+COST_PARALLEL_S, COST_SERIAL_S, COST_DOT_S = 0.6, 0.15, 2.0
+MIN_WORK_S = 2.5  # below, a worker's start-up (~0.7 s) eats the gain (more on a busy machine)
+MAX_WORKERS = 4
+WORKER_TIMEOUT_S = 600.0
+
+
+def n_workers() -> tuple[int, bool]:
+    """(number of workers, whether the user set it: then they run whatever the estimate)."""
+    env = os.environ.get("LGC_COMPILE_WORKERS")
+    if env is not None:
+        try:
+            return max(0, int(env)), True
+        except ValueError:
+            return 0, True
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return min(cores - 1, MAX_WORKERS), False
+
+
+def _cost(source: str) -> float:
+    """A guess at a kernel's compile seconds: parallel loops and BLAS calls cost the most."""
+    return ((COST_PARALLEL_S if "prange" in source else COST_SERIAL_S)
+            + (COST_DOT_S if "np.dot" in source else 0.0) + 0.005 * source.count("\n"))
+
+
+def prebuild(exe) -> dict[int, tuple[float, str]]:
+    """Compile `exe`'s new kernels in parallel when it pays; returns {id(dispatcher):
+    (compile seconds, where)} of the kernels compiled here (in this process or a worker)."""
+    workers, forced = n_workers()
+    new = {}
+    for k in exe.kernels:
+        if _compile.is_new(k.fn) and not k.fn.overloads:
+            new.setdefault(id(k.fn), k)
+    if workers < 1 or len(new) < 2 or (
+            not forced and sum(_cost(k.source) for k in new.values()) < MIN_WORK_S):
+        return {}
+    calls = exe._dry_run_signatures(set(new))
+    if not calls:
+        return {}
+    jobs = sorted(calls, key=lambda c: -_cost(new[id(c[0])].source))
+    return _run_jobs(jobs, min(workers, len(jobs) - 1))
+
+
+# The worker needs lgc.backend.numba (this module, and the intrinsics the kernels import), not
+# lgc's public API: empty package modules in place of lgc/__init__.py and the backend packages
+# spare it that import (~0.2 s before its first compile).
+_SRC = str(Path(__file__).resolve().parents[3])
+_BOOT = """
+import os, sys, types
+for name in ("lgc", "lgc.backend", "lgc.backend.numba"):
+    m = types.ModuleType(name)
+    m.__path__ = [os.path.join(sys.argv[1], *name.split("."))]
+    sys.modules[name] = m
+from lgc.backend.numba.prebuild import worker_main
+worker_main(sys.argv[2], int(sys.argv[3]))
+"""
+
+
+def _run_jobs(jobs: list, workers: int) -> dict[int, tuple[float, str]]:
+    done: dict[int, tuple[float, str]] = {}
+
+    def add(disp, seconds, where):
+        before = done.get(id(disp), (0.0, where))[0]
+        done[id(disp)] = (before + seconds, where)
+
+    with tempfile.TemporaryDirectory(prefix="lgc-prebuild-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "claims").mkdir()
+        spec = [(sys.modules[d.py_func.__module__].__file__, d.py_func.__module__, sig)
+                for d, sig in jobs]
+        (tmp / "jobs.pkl").write_bytes(pickle.dumps(spec))
+        procs = []
+        for w in range(workers):
+            with open(tmp / f"log{w}.txt", "w") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", _BOOT, _SRC, str(tmp), str(w)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    close_fds=True))
+        try:
+            for i, (disp, sig) in enumerate(jobs):
+                if not claim(tmp, i):
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    disp.compile(sig)
+                except Exception:  # the warm-up run compiles it again and reports the error
+                    continue
+                add(disp, time.perf_counter() - t0, "in this process, workers beside it")
+            for p in procs:
+                p.wait(WORKER_TIMEOUT_S)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        for w in range(workers):
+            for i, seconds in _results(tmp, w):
+                add(jobs[i][0], seconds, "in a worker process")
+    return done
+
+
+def claim(tmp: Path, i: int) -> bool:
+    try:
+        os.close(os.open(tmp / "claims" / str(i), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _results(tmp: Path, w: int) -> list[tuple[int, float]]:
+    path = tmp / f"done{w}.txt"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        i, seconds = line.split()
+        out.append((int(i), float(seconds)))
+    return out
+
+
+def worker_main(tmp: str, w: int) -> None:
+    """A worker: claim jobs from the cheap end, compile each into the disk cache, and list the
+    ones that compiled (job index, seconds) in done<w>.txt."""
+    import importlib.util
+
+    tmp = Path(tmp)
+    jobs = pickle.loads((tmp / "jobs.pkl").read_bytes())
+    modules: dict[str, object] = {}
+    with open(tmp / f"done{w}.txt", "w") as out:
+        for i in reversed(range(len(jobs))):
+            if not claim(tmp, i):
+                continue
+            path, name, sig = jobs[i]
+            if name not in modules:
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module  # Numba's cache finds the module by name
+                spec.loader.exec_module(module)
+                modules[name] = module
+            t0 = time.perf_counter()
+            try:
+                modules[name].kernel.compile(sig)
+            except Exception as e:  # the parent compiles it again and reports the error
+                print(f"job {i} ({path}): {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            out.write(f"{i} {time.perf_counter() - t0:.6f}\n")
+            out.flush()
+
