@@ -91,3 +91,29 @@ def test_kernel_failing_in_a_worker_still_names_op_and_layer(tmp_path, monkeypat
 
     with pytest.raises(CompileError, match=r"fused.*conv7"):
         lgc.compile(f, backend="numba")(x)
+
+
+def test_worker_that_dies_holding_claims_costs_only_time(tmp_path, monkeypatch):
+    """Jobs a worker claimed but never compiled are compiled by the warm-up run."""
+    from lgc.backend.numba import prebuild
+
+    monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("LGC_COMPILE_WORKERS", "1")
+    monkeypatch.setattr(prebuild, "_BOOT", textwrap.dedent("""
+        import os, sys
+        for i in range(100):  # claim every job, compile nothing, exit
+            try:
+                os.close(os.open(os.path.join(sys.argv[2], "claims", str(i)),
+                                 os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except OSError:
+                pass
+    """))
+    x = np.linspace(-2, 2, 24).reshape(4, 6)
+    cf = lgc.compile(lambda x: lgc.softmax(lgc.tanh(x) * 2.0) + lgc.sum(lgc.exp(-x), 1),
+                     backend="numba")
+    y = np.asarray(cf(lgc.dlarray(x, "CB")))
+    e = np.exp(2.0 * np.tanh(x))
+    np.testing.assert_allclose(y, e / e.sum(0) + np.exp(-x).sum(1, keepdims=True), rtol=1e-12)
+    stats = cf.lower(lgc.dlarray(x, "CB")).stats
+    assert stats["cache_misses"] >= 2 and stats["cache_hits"] + stats["cache_misses"] == \
+        stats["n_kernels"]

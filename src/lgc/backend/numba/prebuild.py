@@ -102,12 +102,15 @@ def _run_jobs(jobs: list, workers: int) -> dict[int, tuple[float, str]]:
                 for d, sig in jobs]
         (tmp / "jobs.pkl").write_bytes(pickle.dumps(spec))
         procs = []
-        for w in range(workers):
-            with open(tmp / f"log{w}.txt", "w") as log:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, _SRC, str(tmp), str(w)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    close_fds=True))
+        try:
+            for w in range(workers):
+                with open(tmp / f"log{w}.txt", "w") as log:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-c", _BOOT, _SRC, str(tmp), str(w)],
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        close_fds=True))
+        except OSError:  # no interpreter to start (embedded Python): fewer workers, or none
+            pass
         try:
             for i, (disp, sig) in enumerate(jobs):
                 if not claim(tmp, i):
@@ -118,8 +121,12 @@ def _run_jobs(jobs: list, workers: int) -> dict[int, tuple[float, str]]:
                 except Exception:  # the warm-up run compiles it again and reports the error
                     continue
                 add(disp, time.perf_counter() - t0, "in this process, workers beside it")
+            deadline = time.monotonic() + WORKER_TIMEOUT_S
             for p in procs:
-                p.wait(WORKER_TIMEOUT_S)
+                try:
+                    p.wait(max(deadline - time.monotonic(), 0.0))
+                except subprocess.TimeoutExpired:  # stuck: killed below, the warm-up compiles
+                    pass
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -145,8 +152,11 @@ def _results(tmp: Path, w: int) -> list[tuple[int, float]]:
         return []
     out = []
     for line in path.read_text().splitlines():
-        i, seconds = line.split()
-        out.append((int(i), float(seconds)))
+        try:
+            i, seconds = line.split()
+            out.append((int(i), float(seconds)))
+        except ValueError:  # a line cut short by a killed worker
+            continue
     return out
 
 
