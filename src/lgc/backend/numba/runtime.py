@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from .compile import STATS, load_kernel, record_compiled, record_first_call, sna
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
-_RECORDING: list = []  # the dry run's recorder, while one runs
+_DRY_RUN = threading.local()  # .record: this thread's dry-run recorder (prebuild.py), if any
 
 
 class FastCall:
@@ -46,8 +47,9 @@ class FastCall:
     def __call__(self, *args):
         if self.entry is not None:
             return self.entry(*args)
-        if _RECORDING:  # a dry run (prebuild.py): note the argument types, run nothing
-            _RECORDING[-1](self.fn, args)
+        record = getattr(_DRY_RUN, "record", None)
+        if record is not None:  # a dry run: note the argument types, run nothing
+            record(self.fn, args)
             return None
         result = self.fn(*args)
         import numba
@@ -416,14 +418,14 @@ class NumbaExecutable:
                 sig = tuple(fn.typeof_pyval(a) for a in args)
                 calls.setdefault((id(fn), sig), (fn, sig))
         zeros = [np.zeros(v.shape, np_dtype(v.dtype)) for v in self.optimized.inputs]
-        _RECORDING.append(record)
+        _DRY_RUN.record = record
         try:
             with np.errstate(all="ignore"):
                 self.__call__(zeros)
         except Exception:
             return []
         finally:
-            _RECORDING.pop()
+            _DRY_RUN.record = None
         return list(calls.values())
 
     # --- running ------------------------------------------------------------------------------
