@@ -47,7 +47,7 @@ def test_loading_cache_misses_fall_back_to_compiling(tmp_path, monkeypatch):
     """A kernel whose machine code is not on disk (new argument types) still compiles in a
     process that loaded others without the context refresh."""
     monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
-    cf = lgc.compile(lambda x: lgc.sigmoid(x) * 3.0, backend="numba")
+    cf = lgc.compile(lambda x: lgc.sigmoid(x) * 7.0 - lgc.exp(x), backend="numba")
     x64 = np.linspace(-1, 1, 6).reshape(2, 3)
     y64 = np.asarray(cf(lgc.dlarray(x64, "CB")))
     y32 = np.asarray(cf(lgc.dlarray(x64.astype(np.float32), "CB")))
