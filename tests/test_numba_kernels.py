@@ -285,3 +285,28 @@ def test_conv_kernels_bind_blas_without_importing_scipy_linalg():
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_threads_go_to_blas_or_to_the_kernels_whichever_has_the_work():
+    """Numba's and BLAS's thread pools spin against each other: a program gives its threads to
+    one. Matmul-heavy programs keep BLAS threaded and lower every kernel serial; conv-heavy
+    ones run parallel kernels (BLAS single-threaded during the call)."""
+    def program(*ops):
+        b = Builder(Graph("p"))
+        x = b.input(TensorType("f32", (512, 512)), "x")
+        big = b.input(TensorType("f32", (32, 32, 16, 64)), "big")
+        w = b.input(TensorType("f32", (3, 3, 16, 16, 1)), "w")
+        outs = []
+        if "matmul" in ops:
+            outs.append(b.emit("matmul", x, x))
+        if "conv" in ops:
+            outs.append(b.emit("conv", big, w, stride=(1, 1), dilation=(1, 1),
+                               padding=((1, 1), (1, 1))))
+        outs.append(b.emit("exp", big))  # a kernel big enough for threads
+        b.graph.outputs = outs
+        return NumbaExecutable(b.graph)
+
+    blas = program("matmul")
+    assert blas.blas_threaded and not any("prange" in k.source for k in blas.kernels)
+    conv = program("matmul", "conv")
+    assert not conv.blas_threaded and sum("prange" in k.source for k in conv.kernels) == 2

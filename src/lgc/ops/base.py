@@ -10,6 +10,7 @@ never name a specific op: they ask the op.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,11 +65,22 @@ class Lowering:
 
 
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, thread start-up costs more than it saves
+_SERIAL = [False]  # True while a backend builds a program whose BLAS calls get the threads
 
 
 def loop_for(size: int) -> str:
     """The loop a kernel's outer dimension uses for `size` elements of work."""
-    return "prange" if size >= PARALLEL_MIN_ELEMENTS else "range"
+    return "prange" if size >= PARALLEL_MIN_ELEMENTS and not _SERIAL[0] else "range"
+
+
+@contextmanager
+def serial_kernels(on: bool = True):
+    """Within: every kernel lowered uses serial loops (see `loop_for`)."""
+    before, _SERIAL[0] = _SERIAL[0], on
+    try:
+        yield
+    finally:
+        _SERIAL[0] = before
 
 
 def pkq(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int]:
@@ -121,6 +133,11 @@ class OpDef:
     def lower_numba(self, node: Node) -> Lowering | None:
         """How the Numba backend runs this op when it is not fused: None runs `ref`."""
         return None
+
+    def flops(self, node: Node) -> int:
+        """Arithmetic beyond touching each element once (the GEMMs of a convolution), so a
+        backend can weigh where a program's work is."""
+        return 0
 
     def simplify(self, node: Node, b: Builder) -> list[Value] | None:
         """An algebraic rewrite of `node` (replacement values), or None to keep it."""

@@ -21,6 +21,7 @@ import numpy as np
 from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
+from ...ops.base import loop_for, serial_kernels
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
 from . import codegen
@@ -169,6 +170,27 @@ def reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...
     return tuple(view)
 
 
+# rough costs per unit, for one decision only: a BLAS flop, an element a kernel touches, a
+# flop of a GEMM inside a (conv) kernel
+_NS_PER = {"blas flop": 0.01, "element": 0.5, "kernel flop": 0.01}
+
+
+def _matmul_bound(g: Graph) -> bool:
+    """True when BLAS matmuls outweigh the work parallel kernels would do (an LSTM's small
+    per-step products, an MLP), so BLAS gets the threads and the kernels run serial."""
+    blas = kernels = 0.0
+    for n in g.nodes:
+        if n.op.name == "matmul":
+            (m, k), (_, c) = n.inputs[0].shape, n.inputs[1].shape
+            blas += 2 * m * k * c * _NS_PER["blas flop"]
+            continue
+        size = max((o.type.size for o in n.outputs), default=0)
+        if loop_for(size) == "prange":
+            kernels += size * _NS_PER["element"]
+        kernels += n.op.flops(n) * _NS_PER["kernel flop"]
+    return blas > kernels
+
+
 class NumbaExecutable:
     backend = "numba"
 
@@ -182,11 +204,13 @@ class NumbaExecutable:
             for o in n.outputs:
                 self._index[o] = len(self._index)
         self._fresh = self._values_reaching_outputs()
-        self._steps = [self._step(n) for n in self.optimized.nodes]
+        # One pool of threads at a time: Numba's and BLAS's both spin-wait between calls, so
+        # whichever runs most of the work gets the cores and the other runs single-threaded
+        self.blas_threaded = _matmul_bound(self.optimized)
+        with serial_kernels(self.blas_threaded):
+            self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         self._outputs = [self._index[v] for v in self.optimized.outputs]
-        # Numba's threads and BLAS's both spin-wait between calls: when this program has
-        # parallel kernels, BLAS runs single-threaded during a call instead of fighting them
         self._parallel = any("prange" in k.source for k in self.kernels)
         if any("np.dot" in k.source for k in self.kernels):
             _blas_inside_kernels()
@@ -264,7 +288,7 @@ class NumbaExecutable:
         if flat:
             nd, preps = 1, [p if k == "scalar" else (lambda a: a.reshape(-1))
                             for k, p in zip(kinds, preps)]
-        source = codegen.emit_fused(n, kinds, nd, size >= codegen.PARALLEL_MIN_ELEMENTS)
+        source = codegen.emit_fused(n, kinds, nd, loop_for(size) == "prange")
         k = self._kernel(n, source, [b[0] for b in n.attrs["body"]])
         iter_shape = (size,) if flat else shape
         fn = FastCall(k.fn)
@@ -287,7 +311,7 @@ class NumbaExecutable:
             views.append((1,) if pattern is None else
                          tuple(s if c == "i" else 1 for s, c in zip(view, pattern)))
         size = int(np.prod(view, dtype=np.int64))
-        parallel = size >= codegen.PARALLEL_MIN_ELEMENTS and view[1] > 1
+        parallel = loop_for(size) == "prange" and view[1] > 1
         source = codegen.emit_fused_reduce(n, kinds, parallel)
         k = self._kernel(n, source, [b[0] for b in n.attrs["body"]] +
                          [r[0] for r in n.attrs["reductions"]], {"fastmath": {"reassoc"}})
@@ -311,7 +335,7 @@ class NumbaExecutable:
             view = (p, kk, 1, 1, q)
         init, update = n.op.reduce
         work, rows = int(np.prod(view)), view[0] * view[2]
-        source = codegen.emit_reduce(init, update, work >= codegen.PARALLEL_MIN_ELEMENTS
+        source = codegen.emit_reduce(init, update, loop_for(work) == "prange"
                                      and rows > 1)
         k = self._kernel(n, source, [n.op.name], {"fastmath": {"reassoc"}})
         fn, (i_in,), (i_out,) = FastCall(k.fn), ins, outs
