@@ -3,7 +3,10 @@ reference matches the docstrings, and the code blocks of the walk-throughs run a
 the pages show."""
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,36 +91,72 @@ def test_porting_guide_states_the_deliberate_differences():
 
 
 def test_api_reference_is_generated_from_the_current_docstrings():
-    spec = importlib.util.spec_from_file_location("gen_api_docs",
-                                                  ROOT / "tools" / "gen_api_docs.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    text = gen.render()
+    text = _load_tool("gen_api_docs").render()
     for name in lgc.__all__:
         assert f"`{name}" in text or f"`lgc.{name}`" in text, name
     current = (ROOT / "docs" / "api.md").read_text()
     assert current == text, "docs/api.md is out of date: run python tools/gen_api_docs.py"
 
 
-def code_blocks_with_output(text: str) -> list[tuple[str, str | None]]:
-    """Each ```python block and the ```text block right after it (None when there is none)."""
-    pairs = []
-    pattern = re.compile(r"^```python\n(.*?)^```\n(?:\n```text\n(.*?)^```)?", re.S | re.M)
-    for m in pattern.finditer(text):
-        pairs.append((m.group(1), m.group(2)))
-    return pairs
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.mark.parametrize("doc", ["docs/design.md", "docs/getting-started.md"])
-def test_doc_code_blocks_run_and_print_what_the_page_shows(doc, capsys, monkeypatch, tmp_path):
+DOC_BLOCKS = _load_tool("run_doc_blocks")  # the page parser that regenerates the pages
+RUN_IN_PROCESS = ["docs/design.md", "docs/getting-started.md", "docs/networks.md",
+                  "docs/training.md"]
+RUN_UNDER_CUDASIM = ["docs/cuda.md"]  # a subprocess: this one never imports numba.cuda
+
+
+def test_every_docs_page_with_python_blocks_is_run():
+    """A new page with examples must be added here (README.md: tests/test_cli.py)."""
+    with_blocks = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")
+                   if DOC_BLOCKS.blocks(p.read_text())}
+    assert with_blocks == set(RUN_IN_PROCESS + RUN_UNDER_CUDASIM)
+
+
+def test_the_page_parser_reads_indented_blocks_and_their_output():
+    page = ("```python\nprint(1)\n```\n\n```text\n1\n```\n\n- item\n\n"
+            "  ```python\n  for i in (2, 3):\n      print(i)\n  ```\n\n  ```text\n  2\n  3\n"
+            "  ```\n\n```python\nx = 1  # output varies\n```\n\n```text\nanything\n```\n")
+    blocks = DOC_BLOCKS.blocks(page)
+    assert [(b.code, b.shown, b.checked) for b in blocks] == [
+        ("print(1)\n", "1\n", True), ("for i in (2, 3):\n    print(i)\n", "2\n3\n", True),
+        ("x = 1  # output varies\n", "anything\n", False)]
+    new, stale = DOC_BLOCKS.regenerate(page, "page")
+    assert new == page and not stale
+    new, stale = DOC_BLOCKS.regenerate(page.replace("  3\n", "  4\n"), "page")
+    assert new == page and len(stale) == 1 and "page block 2" in stale[0]
+
+
+@pytest.mark.parametrize("doc", RUN_IN_PROCESS)
+def test_doc_code_blocks_run_and_print_what_the_page_shows(doc, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # blocks that write files write them here
-    pairs = code_blocks_with_output((ROOT / doc).read_text())
-    assert len(pairs) >= 3, f"{doc} lost its examples"
+    blocks = DOC_BLOCKS.blocks((ROOT / doc).read_text())
+    assert len(blocks) >= 3, f"{doc} lost its examples"
     namespace = {"__name__": "doc_example"}
-    for k, (block, shown) in enumerate(pairs):
-        exec(compile(block, f"{doc} block {k + 1}", "exec"), namespace)  # noqa: S102
-        printed = capsys.readouterr().out
-        printed = printed if printed.endswith("\n") or not printed else printed + "\n"
-        if shown is not None and "# output varies" not in block:
-            assert printed == shown, (f"{doc} block {k + 1} printed something else than the "
-                                      f"page shows; run python tools/run_doc_blocks.py {doc}")
+    for k, block in enumerate(blocks):
+        printed = DOC_BLOCKS.run_block(block, namespace, doc, k)
+        if block.checked:
+            assert printed == block.shown, (f"{doc} block {k + 1} printed something else than "
+                                            f"the page shows; run python "
+                                            f"tools/run_doc_blocks.py {doc}")
+
+
+@pytest.mark.parametrize("doc", RUN_UNDER_CUDASIM)
+def test_cuda_doc_code_blocks_run_under_the_simulator(doc):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NUMBA_ENABLE_CUDASIM"] = "1"
+    probe = subprocess.run([sys.executable, "-c", "from numba import cuda"], env=env,
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip("numba.cuda cannot be imported in this environment")
+    assert len(DOC_BLOCKS.blocks((ROOT / doc).read_text())) >= 2, f"{doc} lost its examples"
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "run_doc_blocks.py"), "--check",
+                        str(ROOT / doc)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (f"{doc} is stale or fails under the simulator; run "
+                               f"NUMBA_ENABLE_CUDASIM=1 python tools/run_doc_blocks.py {doc}\n"
+                               + r.stdout[-4000:] + r.stderr[-4000:])
