@@ -6,9 +6,10 @@ process just wrote) and the argument types they will be called with (from a dry 
 program, kernels skipped) become jobs; one or more worker processes and this process each
 take jobs (an exclusive claim file per job: every job is compiled exactly once) and compile
 them with `cache=True`, so the workers' machine code lands in the disk cache, where the
-warm-up run then loads it. The parent takes the most expensive jobs (parallel kernels) first,
-the workers start from the cheap end. A worker that fails or is missing changes nothing but
-speed: whatever is not on disk then compiles in this process, errors included.
+warm-up run then loads it. Everyone takes the next unclaimed job, most expensive first
+(parallel kernels), so the last ones, which one side may wait for, are cheap. A worker that
+fails or is missing changes nothing but speed: whatever is not on disk then compiles in this
+process, errors included.
 
 It only pays once the compile work outweighs a worker's start-up (importing Numba and its
 first-compile set-up, about 0.7 s), so small programs and single-core machines skip it.
@@ -161,7 +162,7 @@ def _results(tmp: Path, w: int) -> list[tuple[int, float]]:
 
 
 def worker_main(tmp: str, w: int) -> None:
-    """A worker: claim jobs from the cheap end, compile each into the disk cache, and list the
+    """A worker: claim the next free job, compile it into the disk cache, and list the
     ones that compiled (job index, seconds) in done<w>.txt."""
     import importlib.util
 
@@ -169,7 +170,7 @@ def worker_main(tmp: str, w: int) -> None:
     jobs = pickle.loads((tmp / "jobs.pkl").read_bytes())
     modules: dict[str, object] = {}
     with open(tmp / f"done{w}.txt", "w") as out:
-        for i in reversed(range(len(jobs))):
+        for i in range(len(jobs)):
             if not claim(tmp, i):
                 continue
             path, name, sig = jobs[i]
