@@ -4,6 +4,8 @@ Formats (API.md §1): `S` spatial, `C` channel, `B` batch, `T` time, `U` unspeci
 array is kept in canonical order `S... C B T U...`. Every operation goes through `apply`, which
 either records an IR node in the active trace (symbolic operands) or evaluates the op's NumPy
 reference at once (all operands concrete), so eager and traced code share one definition.
+The array-free rules (labels, canonical order, reduction dims, reshape sizes, index keys) are in
+lgc.shapes.
 """
 
 from __future__ import annotations
@@ -19,28 +21,15 @@ from .ir.core import Value
 from .ir.types import TensorType, dtype_name, is_float, np_dtype
 from .ops import get_op
 from .ops.base import Elementwise
-
-LABELS = "SCBTU"
-
-
-def canonical_order(fmt: str) -> list[int]:
-    """The permutation that sorts labels into `S... C B T U...` (stable among repeats)."""
-    return sorted(range(len(fmt)), key=lambda i: LABELS.index(fmt[i]))
-
-
-def check_format(fmt: str, shape: tuple[int, ...]) -> None:
-    bad = set(fmt) - set(LABELS)
-    if bad:
-        raise FormatError(f"dlarray: invalid labels {''.join(sorted(bad))!r} in format {fmt!r}; "
-                          f"use S, C, B, T and U")
-    for once in "CBT":
-        if fmt.count(once) > 1:
-            raise FormatError(f"dlarray: label {once} appears {fmt.count(once)} times in {fmt!r}; "
-                              f"C, B and T may appear at most once")
-    if fmt and len(fmt) < len(shape):
-        raise FormatError(f"dlarray: format {fmt!r} has {len(fmt)} labels for an array of shape "
-                          f"{tuple(shape)} ({len(shape)} dimensions); give one label per "
-                          f"dimension")
+from .shapes import (  # noqa: F401  (LABELS, builtins_max: importable from here as before)
+    LABELS,
+    builtins_max,
+    canonical_order,
+    check_format,
+    index_key,
+    reduction_axes,
+    reshape_size,
+)
 
 
 class DLArray:
@@ -427,28 +416,8 @@ def where(cond, a, b):
     return apply("where", cond, a, b)
 
 
-def _axes(fn: str, x, dim) -> tuple[tuple[int, ...], bool]:
-    """Normalize a reduction's `dim`: returns (axes, keepdims)."""
-    nd = x.ndim if hasattr(x, "ndim") else np.ndim(x)
-    if dim is None or (isinstance(dim, str) and dim == "all"):
-        return tuple(range(nd)), False
-    if isinstance(dim, numbers.Integral):
-        dims_ = (dim,)
-    elif isinstance(dim, tuple | list):
-        dims_ = tuple(dim)
-    else:
-        raise ShapeError(f"{fn}: dim must be an int, a tuple of ints or 'all', got {dim!r}")
-    out = []
-    for d in dims_:
-        if not isinstance(d, numbers.Integral) or not -nd <= d < nd:
-            raise ShapeError(f"{fn}: dim {d!r} is out of range for X of shape {np.shape(x)} "
-                             f"({nd} dimensions)")
-        out.append(int(d) % nd)
-    return tuple(sorted(set(out))), True
-
-
 def _reduce(fn: str, op: str, x, dim):
-    axes, keep = _axes(fn, x, dim)
+    axes, keep = reduction_axes(fn, np.shape(x), dim)
     y = apply(op, x, axes=axes, keepdims=keep)
     return y if keep else stripdims(y)
 
@@ -464,7 +433,7 @@ def sum(x, dim=None):  # noqa: A001
 
 def mean(x, dim=None):
     """mean(X, dim) — mean over `dim` (same conventions as `sum`)."""
-    axes, _ = _axes("mean", x, dim)
+    axes, _ = reduction_axes("mean", np.shape(x), dim)
     n = int(np.prod([np.shape(x)[a] for a in axes], dtype=np.int64))
     if n == 0:
         raise ShapeError(f"mean: no elements to average over dims {axes} of {np.shape(x)}")
@@ -486,19 +455,8 @@ def reshape(x, shape: Sequence[int]) -> DLArray:
 
     One entry may be -1. MATLAB difference: MATLAB reshapes column-major.
     """
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
     size = x.size if isinstance(x, DLArray) else np.size(x)
-    if not all(isinstance(s, numbers.Integral) and s >= -1 for s in shape) or \
-            list(shape).count(-1) > 1:
-        raise ShapeError(f"reshape: the new shape must be non-negative ints with at most one -1, "
-                         f"got {tuple(shape)} for X of shape {np.shape(x)}")
-    shape = tuple(int(s) for s in shape)
-    if shape.count(-1) == 1:
-        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
-        if known == 0 or size % known:
-            raise ShapeError(f"reshape: cannot reshape {np.shape(x)} to {shape}")
-        shape = tuple(size // known if s == -1 else s for s in shape)
+    shape = reshape_size(shape, np.shape(x), size)
     if shape == tuple(np.shape(x)):
         return stripdims(x)
     return apply("reshape", x, shape=shape)
@@ -521,30 +479,7 @@ def getitem(x: DLArray, key) -> DLArray:
     if any(isinstance(k, DLArray | np.ndarray | list) for k in key):
         raise DTypeError(f"index: dlarray indexing supports ints, slices and ..., got an array "
                          f"index into shape {x.shape}; use lgc.where for masks")
-    if key.count(Ellipsis) > 1:
-        raise ShapeError("index: at most one ... is allowed")
-    if Ellipsis in key:
-        i = key.index(Ellipsis)
-        key = key[:i] + (slice(None),) * (x.ndim - len(key) + 1) + key[i + 1:]
-    if len(key) > x.ndim:
-        raise ShapeError(f"index: {len(key)} indices for an array of shape {x.shape}")
-    key = key + (slice(None),) * (x.ndim - len(key))
-    starts, stops, steps, drop = [], [], [], []
-    for d, (k, n) in enumerate(zip(key, x.shape)):
-        if isinstance(k, numbers.Integral):
-            if not -n <= k < n:
-                raise ShapeError(f"index: {k} is out of range for dimension {d} of size {n} "
-                                 f"(X has shape {x.shape})")
-            k = int(k) % n
-            starts.append(k), stops.append(k + 1), steps.append(1), drop.append(d)
-        elif isinstance(k, slice):
-            a, o, s = k.indices(n)
-            if s <= 0:
-                raise ShapeError("index: negative slice steps are not supported")
-            starts.append(a), stops.append(builtins_max(a, o)), steps.append(s)
-        else:
-            raise DTypeError(f"index: unsupported index {k!r} into shape {x.shape}; use ints, "
-                             f"slices and ...")
+    starts, stops, steps, drop = index_key(key, x.shape)
     y = x
     if (starts, stops, steps) != ([0] * x.ndim, list(x.shape), [1] * x.ndim):
         y = apply("slice", x, starts=starts, stops=stops, steps=steps)
@@ -553,7 +488,3 @@ def getitem(x: DLArray, key) -> DLArray:
         fmt = "".join(x.fmt[d] for d in keep) if x.fmt else ""
         y = apply("relabel", reshape(y, [y.shape[d] for d in keep]), fmt=fmt)
     return y
-
-
-def builtins_max(a, b):
-    return a if a > b else b
