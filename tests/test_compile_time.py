@@ -117,3 +117,21 @@ def test_worker_that_dies_holding_claims_costs_only_time(tmp_path, monkeypatch):
     stats = cf.lower(lgc.dlarray(x, "CB")).stats
     assert stats["cache_misses"] >= 2 and stats["cache_hits"] + stats["cache_misses"] == \
         stats["n_kernels"]
+
+
+def test_worker_count_follows_idle_cores_unless_set(monkeypatch):
+    from lgc.backend.numba import prebuild
+
+    monkeypatch.delenv("LGC_COMPILE_WORKERS", raising=False)
+    monkeypatch.setattr(prebuild.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    assert prebuild.n_workers() == (3, False)  # never more than the other cores
+    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (2.2, 0.0, 0.0))
+    assert prebuild.n_workers() == (2, False)
+    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (3.6, 0.0, 0.0))
+    assert prebuild.n_workers() == (0, False)  # busy machine: compile here only
+    monkeypatch.setenv("LGC_COMPILE_WORKERS", "2")
+    assert prebuild.n_workers() == (2, True)
+    monkeypatch.setenv("LGC_COMPILE_WORKERS", "0")
+    assert prebuild.n_workers() == (0, True)

@@ -12,7 +12,8 @@ fails or is missing changes nothing but speed: whatever is not on disk then comp
 process, errors included.
 
 It only pays once the compile work outweighs a worker's start-up (importing Numba and its
-first-compile set-up, about 0.7 s), so small programs and single-core machines skip it.
+first-compile set-up, about 0.7 s) and a core is idle, so small programs, single-core machines
+and busy machines (1-minute load average: one worker per idle core) skip it.
 LGC_COMPILE_WORKERS=N always uses N workers when two or more kernels are new (0: never).
 """
 
@@ -47,7 +48,11 @@ def n_workers() -> tuple[int, bool]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return min(cores - 1, MAX_WORKERS), False
+    try:  # a worker on a core that other processes keep busy only competes with them
+        idle = cores - os.getloadavg()[0]
+    except OSError:
+        idle = cores - 1
+    return max(0, min(cores - 1, MAX_WORKERS, int(idle + 0.5))), False
 
 
 def _cost(source: str) -> float:
