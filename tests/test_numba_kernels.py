@@ -307,6 +307,25 @@ def test_threads_go_to_blas_or_to_the_kernels_whichever_has_the_work():
         return NumbaExecutable(b.graph)
 
     blas = program("matmul")
-    assert blas.blas_threaded and not any("prange" in k.source for k in blas.kernels)
-    conv = program("matmul", "conv")
-    assert not conv.blas_threaded and sum("prange" in k.source for k in conv.kernels) == 2
+    assert blas.stats["threads"] == "blas"
+    assert not any("prange" in k.source for k in blas.kernels)
+    conv = program("matmul", "conv")  # the conv kernel runs in the runtime's thread pool
+    assert conv.stats["threads"] == "kernels"
+    assert sum("prange" in k.source for k in conv.kernels) == 1
+    assert program("conv").stats["threads"] == "kernels"
+
+
+def test_thread_pool_runs_every_part_and_raises_a_workers_error():
+    from lgc.backend.numba import threads
+
+    seen = []
+    threads.run(lambda tag, t, count: seen.append((tag, t, count)), 3, "x")
+    assert sorted(seen) == [("x", 0, 3), ("x", 1, 3), ("x", 2, 3)]
+
+    def fail_in_a_worker(t, count):
+        if t == 1:
+            raise ValueError("part 1 failed")
+    with pytest.raises(ValueError, match="part 1"):
+        threads.run(fail_in_a_worker, 2)
+    threads.run(lambda t, count: seen.append(t), 2)  # the pool still works afterwards
+    assert seen[-2:] in ([0, 1], [1, 0])

@@ -62,6 +62,7 @@ class Lowering:
 
     call: Callable[[Any, list[np.ndarray], list[np.ndarray]], None]
     source: str = ""
+    threads: int = 1  # > 1: `call` runs the kernel in that many threads at once
 
 
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, thread start-up costs more than it saves

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.numba import threads
 from ..ir.types import np_dtype
 from .base import Lowering, loop_for
 from .conv import _source_index, out_size
@@ -49,8 +50,10 @@ def _geometry(x_sizes, w, node) -> tuple:
 
 # Every conv kernel cuts the output positions into chunks of B whose blocks stay in cache
 # (about CHUNK_COLUMNS GEMM columns, at most CHUNK_ELEMENTS): one GEMM per chunk and group runs
-# inside the kernel (Numba calls BLAS, single-threaded), and Numba's threads take chunks in
-# turn, so threads and BLAS never compete for the cores. A chunk's GEMM columns are (j, n):
+# inside the kernel (Numba calls BLAS, single-threaded). Thread t of T takes chunks t, t + T,
+# ... with its own scratch: the runtime's pool (backend/numba/threads.py) calls the serial
+# kernel once per thread, so threads and BLAS never compete for the cores, and no kernel pays
+# Numba's parallel compile (2-4x the serial one here). A chunk's GEMM columns are (j, n):
 # output position ch·B + j, sample n (innermost and contiguous in every array). Positions past
 # O (the last chunk) read zeros. Measured on LeNet and CNN shapes against per-position GEMMs
 # on one big im2col (the layout before) and direct loops: 2-6x faster on two cores.
@@ -73,8 +76,8 @@ for j in range(B):
 """
 
 
-def _source(template: str, threads: int) -> str:
-    """A chunked kernel's source: FILL_COL expanded at its indentation, LOOP chosen."""
+def _source(template: str) -> str:
+    """A chunked kernel's source, FILL_COL expanded at its indentation."""
     lines = []
     for line in template.splitlines():
         if line.strip() == "FILL_COL":
@@ -82,42 +85,42 @@ def _source(template: str, threads: int) -> str:
             lines += [pad + f for f in _FILL_COL.strip("\n").splitlines()]
         else:
             lines.append(line)
-    return "\n".join(lines).replace("LOOP", "prange" if threads > 1 else "range") + "\n"
+    return "\n".join(lines) + "\n"
 
 
 # y[o, g·co + c] = W_g (co, K·ci) @ col: the product z[t] (co, B·N) is scattered into y
-_FORWARD = """def kernel(y, col, z, x, w, tab):
+_FORWARD = """def kernel(y, col, z, x, w, tab, t, T):
     O, K = tab.shape
-    T, KC, BN = col.shape
+    KC, BN = col.shape[1], col.shape[2]
     G, co = w.shape[0], w.shape[1]
     N = x.shape[2]
     ci, B = x.shape[1] // G, BN // N
     chunks = (O + B - 1) // B
-    for t in LOOP(T):
-        for ch in range(t, chunks, T):
-            for g in range(G):
-                FILL_COL
-                np.dot(w[g], col[t], z[t])
-                for j in range(min(B, O - ch * B)):
-                    for c in range(co):
-                        yr = y[ch * B + j, g * co + c]
-                        zr = z[t, c]
-                        for n in range(N):
-                            yr[n] = zr[j * N + n]
+    for ch in range(t, chunks, T):
+        for g in range(G):
+            FILL_COL
+            np.dot(w[g], col[t], z[t])
+            for j in range(min(B, O - ch * B)):
+                for c in range(co):
+                    yr = y[ch * B + j, g * co + c]
+                    zr = z[t, c]
+                    for n in range(N):
+                        yr[n] = zr[j * N + n]
     return 0
 """
 
 # x̄ = Σ over windows of W_gᵀ (K·ci, co) @ ȳ. Phase 1 forms every chunk's product in
 # cols[ch, g] (K·ci, B·N); phase 2 gathers, for each input position s, the products of the
-# windows (o, k) that read it (CSR transpose of the table): race-free, no scatter.
-_INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent):
+# windows (o, k) that read it (CSR transpose of the table): race-free, no scatter. The phases
+# are two calls (`phase` 0 and 1): every product exists before any gather starts.
+_INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent, phase, t, T):
     O, K = tab.shape
-    T, co, BN = gt.shape
+    co, BN = gt.shape[1], gt.shape[2]
     G, KC = w.shape[0], w.shape[1]
     N = gy.shape[2]
     ci, B = xb.shape[1] // G, BN // N
     chunks = cols.shape[0]
-    for t in LOOP(T):
+    if phase == 0:
         for ch in range(t, chunks, T):
             for g in range(G):
                 for j in range(B):
@@ -132,7 +135,9 @@ _INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent):
                             for n in range(N):
                                 r[j * N + n] = 0
                 np.dot(w[g], gt[t], cols[ch, g])
-    for s in LOOP(xb.shape[0]):
+        return 0
+    S = xb.shape[0]
+    for s in range(t * S // T, (t + 1) * S // T):
         for c in range(xb.shape[1]):
             for n in range(N):
                 xb[s, c, n] = 0
@@ -151,39 +156,36 @@ _INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent):
 """
 
 # The weight gradient contracts over (o, n): per chunk and group col[t] @ gt[t]ᵀ, accumulated
-# in the thread's partial sum; the partial sums are added at the end.
-_WEIGHTS = """def kernel(dw, part, prod, col, gt, x, gy, tab):
+# in thread t's partial sum part[t]; the caller adds the partial sums.
+_WEIGHTS = """def kernel(part, prod, col, gt, x, gy, tab, t, T):
     O, K = tab.shape
-    T, G, KC, co = part.shape
+    G, KC, co = part.shape[1], part.shape[2], part.shape[3]
     N = x.shape[2]
     ci = x.shape[1] // G
     B = col.shape[2] // N
     chunks = (O + B - 1) // B
-    for t in LOOP(T):
-        part[t] = 0
-        for ch in range(t, chunks, T):
-            for g in range(G):
-                FILL_COL
-                for j in range(B):
-                    o = ch * B + j
-                    for c in range(co):
-                        r = gt[t, c]
-                        if o < O:
-                            yr = gy[o, g * co + c]
-                            for n in range(N):
-                                r[j * N + n] = yr[n]
-                        else:
-                            for n in range(N):
-                                r[j * N + n] = 0
-                np.dot(col[t], gt[t].T, prod[t])
-                part[t, g] += prod[t]
-    for r in range(KC):
-        for c in range(co):
-            for g in range(G):
-                acc = part[0, g, r, c]
-                for t in range(1, T):
-                    acc += part[t, g, r, c]
-                dw[r, c, g] = acc
+    for g in range(G):
+        for r in range(KC):
+            for c in range(co):
+                part[t, g, r, c] = 0
+    for ch in range(t, chunks, T):
+        for g in range(G):
+            FILL_COL
+            for j in range(B):
+                o = ch * B + j
+                for c in range(co):
+                    r = gt[t, c]
+                    if o < O:
+                        yr = gy[o, g * co + c]
+                        for n in range(N):
+                            r[j * N + n] = yr[n]
+                    else:
+                        for n in range(N):
+                            r[j * N + n] = 0
+            np.dot(col[t], gt[t].T, prod[t])
+            for r in range(KC):
+                for c in range(co):
+                    part[t, g, r, c] += prod[t, r, c]
     return 0
 """
 
@@ -197,7 +199,7 @@ def _chunk(o: int, n: int, rows: int) -> int:
 
 
 def _threads(work: int) -> int:
-    """How many chunk streams a conv kernel runs: Numba's threads when the work pays for them."""
+    """How many threads a conv kernel runs on: Numba's count when the work pays for them."""
     if loop_for(work) == "range":
         return 1
     import numba
@@ -217,8 +219,8 @@ def _lower_conv(node):
 
     def call(kernel, ins, outs):
         np.copyto(wg, ins[1].reshape(k * ci, co, g).transpose(2, 1, 0))
-        kernel(outs[0].reshape(ys), col, z, ins[0].reshape(xs), wg, tab)
-    return Lowering(call, _source(_FORWARD, t))
+        threads.run(kernel, t, outs[0].reshape(ys), col, z, ins[0].reshape(xs), wg, tab)
+    return Lowering(call, _source(_FORWARD), t)
 
 
 def _lower_conv_backward_input(node):
@@ -234,8 +236,10 @@ def _lower_conv_backward_input(node):
 
     def call(kernel, ins, outs):
         np.copyto(wg, ins[1].reshape(k * ci, co, g).transpose(2, 0, 1))
-        kernel(outs[0].reshape(xs), cols, gt, ins[0].reshape(ys), wg, tab, ptr, ent)
-    return Lowering(call, _source(_INPUT, t))
+        args = (outs[0].reshape(xs), cols, gt, ins[0].reshape(ys), wg, tab, ptr, ent)
+        threads.run(kernel, t, *args, 0)
+        threads.run(kernel, t, *args, 1)
+    return Lowering(call, _source(_INPUT), t)
 
 
 def _lower_conv_backward_weights(node):
@@ -249,12 +253,14 @@ def _lower_conv_backward_weights(node):
     b, t = _chunk(o, n, k * ci), _threads(o * n * k * ci * g)
     part, prod = np.empty((t, g, k * ci, co), dt), np.empty((t, k * ci, co), dt)
     col, gt = np.empty((t, k * ci, b * n), dt), np.empty((t, co, b * n), dt)
+    total = np.empty((g, k * ci, co), dt)
     xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k * ci, co, g)
 
     def call(kernel, ins, outs):
-        kernel(outs[0].reshape(ws), part, prod, col, gt, ins[0].reshape(xs), ins[1].reshape(ys),
-               tab)
-    return Lowering(call, _source(_WEIGHTS, t))
+        threads.run(kernel, t, part, prod, col, gt, ins[0].reshape(xs), ins[1].reshape(ys), tab)
+        np.sum(part, axis=0, out=total)
+        np.copyto(outs[0].reshape(ws), total.transpose(1, 2, 0))
+    return Lowering(call, _source(_WEIGHTS), t)
 
 
 # y[j] = x[tab[j]] (rows of the trailing block), `value` where tab[j] < 0

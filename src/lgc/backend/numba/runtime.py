@@ -207,11 +207,12 @@ class NumbaExecutable:
         # One pool of threads at a time: Numba's and BLAS's both spin-wait between calls, so
         # whichever runs most of the work gets the cores and the other runs single-threaded
         self.blas_threaded = _matmul_bound(self.optimized)
+        self._threaded = False  # a lowering runs its kernel in several threads
         with serial_kernels(self.blas_threaded):
             self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         self._outputs = [self._index[v] for v in self.optimized.outputs]
-        self._parallel = any("prange" in k.source for k in self.kernels)
+        self._parallel = self._threaded or any("prange" in k.source for k in self.kernels)
         if any("np.dot" in k.source for k in self.kernels):
             _blas_inside_kernels()
         self._warm_up()
@@ -349,6 +350,7 @@ class NumbaExecutable:
         return ("kernel", n, run, k)
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
+        self._threaded |= lowering.threads > 1
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
         fn, call = (FastCall(k.fn) if k else None), lowering.call
 
@@ -511,5 +513,7 @@ class NumbaExecutable:
             "cache_misses": sum(1 for k in self.kernels if k.cache_hit is False),
             "numpy_steps": sorted({s[1].op.name for s in self._steps if s[0] == "numpy"}),
             "workspace_bytes": self.workspace_bytes,
+            # who gets the threads: "blas" (kernels serial) or "kernels" (BLAS single-threaded)
+            "threads": "blas" if self.blas_threaded else "kernels" if self._parallel else "none",
             "process_totals": dict(STATS),
         }
