@@ -129,7 +129,7 @@ def test_worker_count_follows_idle_cores_unless_set(monkeypatch):
     assert prebuild.n_workers() == (3, False)  # never more than the other cores
     monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (2.2, 0.0, 0.0))
     assert prebuild.n_workers() == (2, False)
-    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (3.6, 0.0, 0.0))
+    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (4.3, 0.0, 0.0))
     assert prebuild.n_workers() == (0, False)  # busy machine: compile here only
     monkeypatch.setenv("LGC_COMPILE_WORKERS", "2")
     assert prebuild.n_workers() == (2, True)

@@ -49,10 +49,10 @@ def n_workers() -> tuple[int, bool]:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     try:  # a worker on a core that other processes keep busy only competes with them
-        idle = cores - os.getloadavg()[0]
+        busy = os.getloadavg()[0]  # often counts this program's own earlier work: ~1 of it
     except OSError:
-        idle = cores - 1
-    return max(0, min(cores - 1, MAX_WORKERS, int(idle + 0.5))), False
+        busy = 1.0
+    return max(0, min(cores - 1, MAX_WORKERS, int(cores - busy + 1.0))), False
 
 
 def _cost(source: str) -> float:
