@@ -102,6 +102,7 @@ def _kernel_runner(op_name: str, n_arrays: int):
                 o[...] = r
         return run
 
+    from .backend.numba import threads
     from .backend.numba.compile import load_kernel
     from .backend.numba.runtime import FLAGS, FastCall
 
@@ -115,8 +116,8 @@ def _kernel_runner(op_name: str, n_arrays: int):
                   for k, a in enumerate(ins[:n_arrays])]
             hs = [b.input(TensorType("f64", ()), f"h{k}") for k in range(len(ins) - n_arrays)]
             lowering = op.lower_numba(b.emit_node(op_name, *xs, *hs))
-            flags = {**FLAGS, **({"parallel": True} if "prange" in lowering.source else {})}
-            cache[key] = (lowering.call, FastCall(load_kernel(lowering.source, flags)))
+            kernel = FastCall(load_kernel(lowering.source, FLAGS))
+            cache[key] = (lowering.call, threads.bind(kernel, lowering.threads or 1))
         call, kernel = cache[key]
         call(kernel, ins, outs)
     return run

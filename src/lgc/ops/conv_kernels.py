@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend.numba import threads
 from ..ir.types import np_dtype
-from .base import Lowering, loop_for
+from .base import Lowering, kernel_threads
 from .conv import _source_index, out_size
 
 
@@ -51,9 +50,8 @@ def _geometry(x_sizes, w, node) -> tuple:
 # Every conv kernel cuts the output positions into chunks of B whose blocks stay in cache
 # (about CHUNK_COLUMNS GEMM columns, at most CHUNK_ELEMENTS): one GEMM per chunk and group runs
 # inside the kernel (Numba calls BLAS, single-threaded). Thread t of T takes chunks t, t + T,
-# ... with its own scratch: the runtime's pool (backend/numba/threads.py) calls the serial
-# kernel once per thread, so threads and BLAS never compete for the cores, and no kernel pays
-# Numba's parallel compile (2-4x the serial one here). A chunk's GEMM columns are (j, n):
+# ... with its own scratch: the runtime's pool (backend/numba/threads.py) calls the kernel once
+# per thread, so threads and BLAS never compete for the cores. A chunk's GEMM columns are (j, n):
 # output position ch·B + j, sample n (innermost and contiguous in every array). Positions past
 # O (the last chunk) read zeros. Measured on LeNet and CNN shapes against per-position GEMMs
 # on one big im2col (the layout before) and direct loops: 2-6x faster on two cores.
@@ -198,28 +196,19 @@ def _chunk(o: int, n: int, rows: int) -> int:
     return max(1, min(o, -(-CHUNK_COLUMNS // n), CHUNK_ELEMENTS // max(1, rows * n)))
 
 
-def _threads(work: int) -> int:
-    """How many threads a conv kernel runs on: Numba's count when the work pays for them."""
-    if loop_for(work) == "range":
-        return 1
-    import numba
-
-    return numba.get_num_threads()
-
-
 def _lower_conv(node):
     x, w = node.inputs
     d, dt = w.ndim - 3, np_dtype(node.outputs[0].dtype)
     tab, _, o, k, ci, co, g = _geometry(x.shape[:d], w.shape, node)
     n = x.shape[-1]
-    b, t = _chunk(o, n, k * ci), _threads(o * n * k * ci * g)
+    b, t = _chunk(o, n, k * ci), kernel_threads(o * n * k * ci * g)
     col, z = np.empty((t, k * ci, b * n), dt), np.empty((t, co, b * n), dt)
     wg = np.empty((g, co, k * ci), dt)  # contiguous per-group weights for the GEMM
     xs, ys = (-1, ci * g, n), (o, co * g, n)
 
     def call(kernel, ins, outs):
         np.copyto(wg, ins[1].reshape(k * ci, co, g).transpose(2, 1, 0))
-        threads.run(kernel, t, outs[0].reshape(ys), col, z, ins[0].reshape(xs), wg, tab)
+        kernel(outs[0].reshape(ys), col, z, ins[0].reshape(xs), wg, tab)
     return Lowering(call, _source(_FORWARD), t)
 
 
@@ -229,7 +218,7 @@ def _lower_conv_backward_input(node):
     tab, s, o, k, ci, co, g = _geometry(node.attrs["in_size"], w.shape, node)
     ptr, ent = inverse_table(tab, s)
     n = gy.shape[-1]
-    b, t = _chunk(o, n, k * ci), _threads(o * n * k * ci * g)
+    b, t = _chunk(o, n, k * ci), kernel_threads(o * n * k * ci * g)
     cols = np.empty((-(-o // b), g, k * ci, b * n), dt)
     gt, wg = np.empty((t, co, b * n), dt), np.empty((g, k * ci, co), dt)
     xs, ys = (s, ci * g, n), (o, co * g, n)
@@ -237,8 +226,8 @@ def _lower_conv_backward_input(node):
     def call(kernel, ins, outs):
         np.copyto(wg, ins[1].reshape(k * ci, co, g).transpose(2, 0, 1))
         args = (outs[0].reshape(xs), cols, gt, ins[0].reshape(ys), wg, tab, ptr, ent)
-        threads.run(kernel, t, *args, 0)
-        threads.run(kernel, t, *args, 1)
+        kernel(*args, 0)
+        kernel(*args, 1)
     return Lowering(call, _source(_INPUT), t)
 
 
@@ -250,14 +239,14 @@ def _lower_conv_backward_weights(node):
     ci, co = x.shape[d] // g, gy.shape[d] // g
     tab, _, o, k, *_ = _geometry(x.shape[:d], (*kernel_shape, ci, co, g), node)
     n = x.shape[-1]
-    b, t = _chunk(o, n, k * ci), _threads(o * n * k * ci * g)
+    b, t = _chunk(o, n, k * ci), kernel_threads(o * n * k * ci * g)
     part, prod = np.empty((t, g, k * ci, co), dt), np.empty((t, k * ci, co), dt)
     col, gt = np.empty((t, k * ci, b * n), dt), np.empty((t, co, b * n), dt)
     total = np.empty((g, k * ci, co), dt)
     xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k * ci, co, g)
 
     def call(kernel, ins, outs):
-        threads.run(kernel, t, part, prod, col, gt, ins[0].reshape(xs), ins[1].reshape(ys), tab)
+        kernel(part, prod, col, gt, ins[0].reshape(xs), ins[1].reshape(ys), tab)
         np.sum(part, axis=0, out=total)
         np.copyto(outs[0].reshape(ws), total.transpose(1, 2, 0))
     return Lowering(call, _source(_WEIGHTS), t)
@@ -309,7 +298,7 @@ def lower_pad(node) -> Lowering:
 
     def call(kernel, ins, outs):
         kernel(outs[0].reshape(shape), ins[0].reshape(rows_in, -1), tab, value)
-    return Lowering(call, _GATHER_ROWS.replace("LOOP", loop_for(node.out.type.size)))
+    return Lowering.looped(call, _GATHER_ROWS, node.out.type.size)
 
 
 def lower_pad_adjoint(node) -> Lowering:
@@ -320,4 +309,4 @@ def lower_pad_adjoint(node) -> Lowering:
 
     def call(kernel, ins, outs):
         kernel(outs[0].reshape(rows, -1), ins[0].reshape(tab.size, -1), ptr, ent)
-    return Lowering(call, _SUM_ROWS.replace("LOOP", loop_for(node.inputs[0].type.size)))
+    return Lowering.looped(call, _SUM_ROWS, node.inputs[0].type.size)

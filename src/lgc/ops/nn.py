@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Lowering, OpDef, Sample, loop_for, pkq, register, require_float
+from .base import Lowering, OpDef, Sample, pkq, register, require_float
 
 
 @register
@@ -38,7 +38,7 @@ class Softmax(OpDef):
 
         def call(kernel, ins, outs):
             kernel(outs[0].reshape(p, k, q), ins[0].reshape(p, k, q))
-        return Lowering(call, _SOFTMAX_KERNEL.replace("LOOP", loop_for(p * k * q)))
+        return Lowering.looped(call, _SOFTMAX_KERNEL, p * k * q)
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(4, 3))], {"axis": 0}),

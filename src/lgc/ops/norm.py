@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Lowering, OpDef, Sample, loop_for, pkq, register, require_float
+from .base import Lowering, OpDef, Sample, pkq, register, require_float
 
 
 @register
@@ -57,7 +57,7 @@ class ChannelWindowSum(OpDef):
 
         def call(kernel, ins, outs):
             kernel(outs[0].reshape(shape), ins[0].reshape(shape), before, after)
-        return Lowering(call, _WINDOW_SUM.replace("LOOP", loop_for(node.out.type.size)))
+        return Lowering.looped(call, _WINDOW_SUM, node.out.type.size)
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 5, 2))], {"axis": 1, "before": 1, "after": 2}),

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType, is_float, np_dtype
-from .base import Lowering, OpDef, Sample, loop_for, register, require_float
+from .base import Lowering, OpDef, Sample, register, require_float
 from .conv import crop, ints, pairs, scatter_windows, windows, zero_pad
 from .conv_kernels import inverse_table, window_table
 
@@ -99,7 +99,7 @@ class MaxPool(_PoolOp):
         def call(kernel, ins, outs):
             kernel(outs[0].reshape(tab.shape[0], -1), outs[1].reshape(tab.shape[0], -1),
                    ins[0].reshape(rows, -1), tab)
-        return Lowering(call, _MAXPOOL.replace("LOOP", loop_for(x.type.size)))
+        return Lowering.looped(call, _MAXPOOL, x.type.size)
 
     def samples(self, rng):
         # distinct values spaced 1 apart: no ties, and finite differences never change an argmax
@@ -194,7 +194,7 @@ class GatherFlat(OpDef):
         def call(kernel, ins, outs):
             _check_flat(self.name, ins[1], -n, n)
             kernel(outs[0].reshape(-1), ins[0].reshape(-1), ins[1].reshape(-1))
-        return Lowering(call, _GATHER_FLAT.replace("LOOP", loop_for(node.out.type.size)))
+        return Lowering.looped(call, _GATHER_FLAT, node.out.type.size)
 
     def samples(self, rng):
         idx = np.array([[0, 5, 7], [11, 5, 2]])
@@ -245,7 +245,7 @@ class AvgPool(_PoolOp):
 
         def call(kernel, ins, outs):
             kernel(outs[0].reshape(tab.shape[0], -1), ins[0].reshape(rows, -1), tab, div)
-        return Lowering(call, _AVGPOOL.replace("LOOP", loop_for(x.type.size)))
+        return Lowering.looped(call, _AVGPOOL, x.type.size)
 
     def samples(self, rng):
         n = rng.normal
@@ -303,7 +303,7 @@ class AvgPoolBackward(_PoolOp):
         def call(kernel, ins, outs):
             kernel(outs[0].reshape(rows, -1), ins[0].reshape(tab.shape[0], -1), ptr, ent, k,
                    div)
-        return Lowering(call, _AVGPOOL_BACKWARD.replace("LOOP", loop_for(node.out.type.size)))
+        return Lowering.looped(call, _AVGPOOL_BACKWARD, node.out.type.size)
 
     def samples(self, rng):
         n = rng.normal

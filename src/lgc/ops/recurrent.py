@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType
-from .base import Lowering, OpDef, Sample, loop_for, register, require_float
+from .base import Lowering, OpDef, Sample, register, require_float
 
 _INT = ("i64", "i32")
 
@@ -120,7 +120,7 @@ class Embed(OpDef):
         def call(kernel, ins, outs):
             _check_indices(self.name, ins[0], w.shape[1])
             kernel(outs[0].reshape(ys), ins[0].reshape(p, q), ins[1])
-        return Lowering(call, _EMBED.replace("LOOP", loop_for(node.out.type.size)))
+        return Lowering.looped(call, _EMBED, node.out.type.size)
 
     def samples(self, rng):
         return [Sample([rng.integers(0, 4, size=(1, 3, 2)), rng.normal(size=(2, 4))],

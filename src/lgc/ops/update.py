@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import TensorType, np_dtype
-from .base import Lowering, OpDef, Sample, loop_for, register
+from .base import Lowering, OpDef, Sample, kernel_threads, register, split_loop
 
 
 class _Update(OpDef):
@@ -53,9 +53,10 @@ class _Update(OpDef):
         arrays = self.arg_names[:self.n_arrays]
         alias = [arrays[0]] + arrays[2:]
         body = [re.sub(r"\bo(\d+)\b", lambda m: alias[int(m.group(1))], ln) for ln in self.body]
-        src = (f"def kernel({', '.join(arrays + list(self.scalar_names))}):\n"
-               + f"    for i in {loop_for(size)}({arrays[0]}.shape[0]):\n"
-               + "".join(f"        {ln}\n" for ln in body) + "    return 0\n")
+        threads = kernel_threads(size)
+        src = split_loop(f"def kernel({', '.join(arrays + list(self.scalar_names))}):\n"
+                         + f"    for i in LOOP({arrays[0]}.shape[0]):\n"
+                         + "".join(f"        {ln}\n" for ln in body) + "    return 0\n", threads)
         n = self.n_arrays
 
         def call(kernel, ins, outs):
@@ -64,7 +65,7 @@ class _Update(OpDef):
                     np.copyto(o, a)
             scalars = self.kernel_scalars(*(float(h) for h in ins[n:]))
             kernel(outs[0], ins[1], *outs[1:], *(dtype(c) for c in scalars))
-        return Lowering(call, src)
+        return Lowering(call, src, threads)
 
     def samples(self, rng):
         n = 7

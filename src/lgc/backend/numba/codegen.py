@@ -3,8 +3,8 @@
 A fused elementwise kernel loads each operand, runs the members' scalar templates and stores
 the results; scalars arrive as 1-element arrays read once. Kernels are specialized on rank and
 dtype by Numba, never on sizes: the same source serves every batch size. A reduction kernel
-works on an (A, B, C, D, E) view and reduces B and D. `prange` is used only when the work pays
-for threads.
+works on an (A, B, C, D, E) view and reduces B and D. Every kernel takes (t, T) last and does
+the t-th of T parts of its outer loop, so one source serves any thread count (threads.py).
 """
 
 from __future__ import annotations
@@ -37,23 +37,29 @@ def operand_loads(kinds: list[str], nd: int, indent: str) -> list[str]:
     return lines
 
 
-def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
-    """Source of `kernel(outs..., ins...)` for a fused node.
+def emit_fused(node: Node, kinds: list[str], nd: int, threads: int) -> str:
+    """Source of `kernel(outs..., ins..., t, T)` for a fused node.
 
     `kinds[k]` says how input k is read: "scalar" (a 1-element array read once), "full" (an
     array of the iteration shape, indexed like the outputs), or a broadcast pattern such as
     "i0" / "0i" (an array of the iteration rank whose size-1 dims, marked 0, are indexed at 0).
-    `nd` is the loop depth: 1 when every array is full and contiguous (flat loop)."""
+    `nd` is the loop depth: 1 when every array is full and contiguous (flat loop). With
+    `threads` > 1 the outer loop runs the t-th of T parts, its index unsigned so that LLVM
+    still drops the negative-index checks (it does for a loop from 0: 2x, measured)."""
     outs = [f"o{k}" for k in range(len(node.outputs))]
     ins = [f"a{k}" for k in range(len(node.inputs))]
     idx = ", ".join(f"i{d}" for d in range(nd))
-    lines = [f"def kernel({', '.join(outs + ins)}):"]
+    lines = [f"def kernel({', '.join(outs + ins)}, t, T):"]
     reads, names = scalar_reads(kinds)
     lines += reads
+    if threads > 1:
+        lines.append("    n0 = o0.shape[0]")
     indent = "    "
     for d in range(nd):
-        loop = "prange" if parallel and d == 0 else "range"
-        lines.append(f"{indent}for i{d} in {loop}(o0.shape[{d}]):")
+        span = f"o0.shape[{d}]"
+        if d == 0 and threads > 1:
+            span = "np.uint64(t * n0 // T), np.uint64((t + 1) * n0 // T)"
+        lines.append(f"{indent}for i{d} in range({span}):")
         indent += "    "
     lines += operand_loads(kinds, nd, indent)
     body, results = node.op.scalar_code(node, names)
@@ -63,53 +69,61 @@ def emit_fused(node: Node, kinds: list[str], nd: int, parallel: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def emit_fused_reduce(node: Node, kinds: list[str], parallel: bool) -> str:
-    """Source of `kernel(outs..., reds..., ins..., nb, nd)` for a fused node with reductions
-    (passes/fuse_reduce.py): the iteration space viewed as (B, C, D) with C outermost, so each
-    thread owns the accumulators of its C rows; outs are (B, C, D), reds (C,), `kinds` are
-    "scalar" or a 3-letter broadcast pattern over (B, C, D)."""
+def emit_fused_reduce(node: Node, kinds: list[str], threads: int) -> str:
+    """Source of `kernel(outs..., reds..., ins..., nb, nd, t, T)` for a fused node with
+    reductions (passes/fuse_reduce.py): every array viewed as (B, C, D), outs (B, C, D), reds
+    (C,), `kinds` "scalar" or a 3-letter broadcast pattern over (B, C, D). Thread t owns the
+    t-th part of C: it walks B in order (memory in order) and keeps float64 accumulators for
+    its C entries; each contiguous D run sums in a register first."""
     reds = node.attrs["reductions"]
     n_out = len(node.outputs) - len(reds)
     outs = [f"o{k}" for k in range(n_out)]
     accs = [f"r{k}" for k in range(len(reds))]
     ins = [f"a{k}" for k in range(len(node.inputs))]
-    lines = [f"def kernel({', '.join(outs + accs + ins)}, nb, nd):"]
+    lines = [f"def kernel({', '.join(outs + accs + ins)}, nb, nd, t, T):"]
     reads, names = scalar_reads(kinds)
     lines += reads
-    loop = "prange" if parallel else "range"
-    lines.append(f"    for i1 in {loop}({accs[0]}.shape[0]):")
-    for k, (name, _, _, _) in enumerate(reds):
-        lines.append(f"        acc{k} = {get_op(name).reduce[0]}")
-    lines += ["        for i0 in range(nb):", "            for i2 in range(nd):"]
+    lines.append(f"    C = {accs[0]}.shape[0]")
+    lines.append("    c0, c1 = " + ("t * C // T, (t + 1) * C // T" if threads > 1 else "0, C"))
+    updates = [get_op(name).reduce for name, _, _, _ in reds]
+    lines += [f"    acc{k} = np.full(c1 - c0, {init})" for k, (init, _) in enumerate(updates)]
+    lines += ["    for i0 in range(nb):", "        for i1 in range(c0, c1):"]
+    lines += [f"            run{k} = {init}" for k, (init, _) in enumerate(updates)]
+    lines.append("            for i2 in range(nd):")
     indent = " " * 16
     lines += operand_loads(kinds, 3, indent)
     body, results = node.op.scalar_code(node, names)
     lines += [indent + ln for ln in body]
     lines += [f"{indent}{o}[i0, i1, i2] = {r}" for o, r in zip(outs, results)]
     n_in = len(node.inputs)
-    for k, (name, ref, _, _) in enumerate(reds):
+    step = lambda upd, acc, v: re.sub(r"\bv\b", v, re.sub(r"\bacc\b", acc, upd))  # noqa: E731
+    for k, (_, ref, _, _) in enumerate(reds):
         v = names[ref] if ref < n_in else f"t{ref - n_in}"
-        update = get_op(name).reduce[1]
-        lines.append(indent + f"acc{k} = " + re.sub(r"\bv\b", v, re.sub(r"\bacc\b",
-                                                                       f"acc{k}", update)))
-    lines += [f"        {a}[i1] = acc{k}" for k, a in enumerate(accs)]
+        lines.append(f"{indent}run{k} = " + step(updates[k][1], f"run{k}", v))
+    for k in range(len(reds)):  # a run's partial result joins the total by the same update
+        lines.append(f"            acc{k}[i1 - c0] = " + step(updates[k][1], f"acc{k}[i1 - c0]",
+                                                              f"run{k}"))
+    lines.append("    for i1 in range(c0, c1):")
+    lines += [f"        {a}[i1] = acc{k}[i1 - c0]" for k, a in enumerate(accs)]
     lines.append("    return 0")
     return "\n".join(lines) + "\n"
 
 
-def emit_reduce(init: str, update: str, parallel: bool) -> str:
-    """Source of `kernel(out, x)` for x viewed as (A, B, C, D, E) and out as (A, C, E): out
-    reduces B and D. Kept and reduced axes may interleave (batch norm's statistics keep C of
-    (S, C, N)), so no transposed copy is ever made. With E == 1 the accumulator is a register
-    and the contiguous D loop vectorizes (compiled with reassociation allowed); otherwise the
-    contiguous E loop updates a row of out in place."""
-    loop = "prange" if parallel else "range"
+def emit_reduce(init: str, update: str, threads: int) -> str:
+    """Source of `kernel(out, x, t, T)` for x viewed as (A, B, C, D, E) and out as (A, C, E):
+    out reduces B and D. Kept and reduced axes may interleave (batch norm's statistics keep C
+    of (S, C, N)), so no transposed copy is ever made. With E == 1 the accumulator is a
+    register and the contiguous D loop vectorizes (compiled with reassociation allowed);
+    otherwise the contiguous E loop updates a row of out in place. Thread t of T takes the
+    t-th part of the A·C rows."""
     reg = re.sub(r"\bv\b", "x[a, b, c, d, 0]", update)
     row = re.sub(r"\bacc\b", "out[a, c, e]", re.sub(r"\bv\b", "x[a, b, c, d, e]", update))
     return (
-        "def kernel(out, x):\n"
+        "def kernel(out, x, t, T):\n"
         "    B, C, D, E = x.shape[1], x.shape[2], x.shape[3], x.shape[4]\n"
-        f"    for ac in {loop}(x.shape[0] * C):\n"
+        "    rows = x.shape[0] * C\n"
+        + ("    for ac in range(t * rows // T, (t + 1) * rows // T):\n" if threads > 1 else
+           "    for ac in range(rows):\n") +
         "        a = ac // C\n"
         "        c = ac - a * C\n"
         "        if E == 1:\n"

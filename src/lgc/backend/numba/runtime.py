@@ -21,10 +21,10 @@ import numpy as np
 from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
-from ...ops.base import loop_for, serial_kernels
+from ...ops.base import PARALLEL_MIN_ELEMENTS, kernel_threads, serial_kernels
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
-from . import codegen
+from . import codegen, threads
 from .compile import STATS, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
@@ -185,7 +185,7 @@ def _matmul_bound(g: Graph) -> bool:
             blas += 2 * m * k * c * _NS_PER["blas flop"]
             continue
         size = max((o.type.size for o in n.outputs), default=0)
-        if loop_for(size) == "prange":
+        if size >= PARALLEL_MIN_ELEMENTS:
             kernels += size * _NS_PER["element"]
         kernels += n.op.flops(n) * _NS_PER["kernel flop"]
     return blas > kernels
@@ -204,15 +204,14 @@ class NumbaExecutable:
             for o in n.outputs:
                 self._index[o] = len(self._index)
         self._fresh = self._values_reaching_outputs()
-        # One pool of threads at a time: Numba's and BLAS's both spin-wait between calls, so
-        # whichever runs most of the work gets the cores and the other runs single-threaded
+        # One set of threads at a time: BLAS's spin-wait between calls, so whichever of BLAS
+        # and the kernels (on lgc's pool) runs most of the work gets the cores
         self.blas_threaded = _matmul_bound(self.optimized)
-        self._threaded = False  # a lowering runs its kernel in several threads
+        self._threaded = False  # some kernel runs on several threads
         with serial_kernels(self.blas_threaded):
             self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         self._outputs = [self._index[v] for v in self.optimized.outputs]
-        self._parallel = self._threaded or any("prange" in k.source for k in self.kernels)
         if any("np.dot" in k.source for k in self.kernels):
             _blas_inside_kernels()
         self._warm_up()
@@ -231,7 +230,7 @@ class NumbaExecutable:
         return fresh
 
     def _kernel(self, node: Node, source: str, ops: list[str], flags=None) -> Kernel:
-        flags = {**FLAGS, **(flags or {}), **({"parallel": True} if "prange" in source else {})}
+        flags = {**FLAGS, **(flags or {})}
         try:
             fn = load_kernel(source, flags)
         except Exception as e:  # a generated-source bug must name its origin
@@ -289,10 +288,11 @@ class NumbaExecutable:
         if flat:
             nd, preps = 1, [p if k == "scalar" else (lambda a: a.reshape(-1))
                             for k, p in zip(kinds, preps)]
-        source = codegen.emit_fused(n, kinds, nd, loop_for(size) == "prange")
-        k = self._kernel(n, source, [b[0] for b in n.attrs["body"]])
+        count = kernel_threads(size)
+        k = self._kernel(n, codegen.emit_fused(n, kinds, nd, count),
+                         [b[0] for b in n.attrs["body"]])
         iter_shape = (size,) if flat else shape
-        fn = FastCall(k.fn)
+        fn = self._on_threads(FastCall(k.fn), count)
 
         def run(env):
             args = [self._out(env, i).reshape(iter_shape) for i in outs]
@@ -312,11 +312,12 @@ class NumbaExecutable:
             views.append((1,) if pattern is None else
                          tuple(s if c == "i" else 1 for s, c in zip(view, pattern)))
         size = int(np.prod(view, dtype=np.int64))
-        parallel = loop_for(size) == "prange" and view[1] > 1
-        source = codegen.emit_fused_reduce(n, kinds, parallel)
-        k = self._kernel(n, source, [b[0] for b in n.attrs["body"]] +
-                         [r[0] for r in n.attrs["reductions"]], {"fastmath": {"reassoc"}})
-        fn, n_full = FastCall(k.fn), len(outs) - len(n.attrs["reductions"])
+        count = min(kernel_threads(size), view[1])
+        k = self._kernel(n, codegen.emit_fused_reduce(n, kinds, count),
+                         [b[0] for b in n.attrs["body"]] + [r[0] for r in n.attrs["reductions"]],
+                         {"fastmath": {"reassoc"}})
+        fn = self._on_threads(FastCall(k.fn), count)
+        n_full = len(outs) - len(n.attrs["reductions"])
         nb, nd = view[0], view[2]
 
         def run(env):
@@ -336,10 +337,11 @@ class NumbaExecutable:
             view = (p, kk, 1, 1, q)
         init, update = n.op.reduce
         work, rows = int(np.prod(view)), view[0] * view[2]
-        source = codegen.emit_reduce(init, update, loop_for(work) == "prange"
-                                     and rows > 1)
-        k = self._kernel(n, source, [n.op.name], {"fastmath": {"reassoc"}})
-        fn, (i_in,), (i_out,) = FastCall(k.fn), ins, outs
+        count = min(kernel_threads(work), rows)
+        k = self._kernel(n, codegen.emit_reduce(init, update, count), [n.op.name],
+                         {"fastmath": {"reassoc"}})
+        fn = self._on_threads(FastCall(k.fn), count)
+        (i_in,), (i_out,) = ins, outs
         out_view = (view[0], view[2], view[4])
 
         def run(env):
@@ -349,10 +351,23 @@ class NumbaExecutable:
             fn(self._out(env, i_out).reshape(out_view), np.ascontiguousarray(a).reshape(view))
         return ("kernel", n, run, k)
 
+    def _on_threads(self, fn, count: int):
+        """`fn`, a kernel taking (t, T) last, called once per thread by the pool."""
+        self._threaded |= count > 1
+        parts = threads.bind(fn, count)
+
+        def call(*args):
+            if getattr(_DRY_RUN, "record", None) is not None:
+                fn(*args, 0, count)  # a dry run notes the types in this thread, runs nothing
+            else:
+                parts(*args)
+        return call
+
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
-        self._threaded |= lowering.threads > 1
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
         fn, call = (FastCall(k.fn) if k else None), lowering.call
+        if k is not None and lowering.threads is not None:
+            fn = self._on_threads(fn, lowering.threads)
 
         def run(env):
             out_arrays = [self._out(env, i) for i in outs]
@@ -468,7 +483,7 @@ class NumbaExecutable:
                 raise ShapeError(f"@{g.name}: input %{v.name} has shape {a.shape}, expected "
                                  f"{v.shape}")
             env[k] = a
-        limit = self._parallel and _blas_threads(1)
+        limit = self._threaded and _blas_threads(1)
         try:
             for step in self._steps:
                 if _first and step[0] == "kernel":
@@ -514,6 +529,6 @@ class NumbaExecutable:
             "numpy_steps": sorted({s[1].op.name for s in self._steps if s[0] == "numpy"}),
             "workspace_bytes": self.workspace_bytes,
             # who gets the threads: "blas" (kernels serial) or "kernels" (BLAS single-threaded)
-            "threads": "blas" if self.blas_threaded else "kernels" if self._parallel else "none",
+            "threads": "blas" if self.blas_threaded else "kernels" if self._threaded else "none",
             "process_totals": dict(STATS),
         }

@@ -2,10 +2,11 @@
 `fn(*args, t, count)` for t in range(count), the caller taking t = 0, and returns when all are
 done. Kernels compiled with nogil release the GIL, so the calls run at once.
 
-Why not `prange`: a Numba parallel kernel compiles 2-4x slower than the same kernel serial
-(the parfor pipeline outlines and re-types its body: measured +2 s per convolution kernel), and
-the convolution kernels already split their work into chunks by thread number. Idle workers
-block on a condition instead of spinning, so they never take a core from BLAS or Numba.
+Why not Numba's `prange`: a parallel kernel compiles 2-4x slower than the same kernel serial
+(the parfor pipeline outlines and re-types its body: measured +2 s per convolution kernel, and
+LeNet's cold start went 16.7 -> 7.8 s without them), and its OpenMP workers spin after each
+kernel, holding the core the next kernel's threads or BLAS need. Idle workers here block on a
+condition instead; a kernel splits its own outer loop by (t, T) (ops/base.py, `split_loop`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class _Worker(threading.Thread):
         with self.ready:
             self.task = (fn, args)
             self.ready.notify()
+
+
+def bind(fn, count: int):
+    """`fn` (a kernel taking (t, T) last) as a function of the other arguments, run in `count`
+    threads."""
+    return lambda *args: run(fn, count, *args)
 
 
 def run(fn, count: int, *args) -> None:
