@@ -78,7 +78,7 @@ def test_reductions_that_do_not_fit_the_loop_stay_separate():
 
 def test_blocks_and_operand_patterns():
     assert reduction_blocks((32, 32, 16, 64), {0, 1, 3}) == ([0, 1], [2], [3])
-    assert reduction_blocks((3, 1, 4, 5), {0, 2, 3}) == ([0, 1, 2, 3], [], [])
+    assert reduction_blocks((3, 1, 4, 5), {0, 2, 3}) == ([], [], [0, 1, 2, 3])  # one long loop
     assert reduction_blocks((3, 4, 5), {1}) is None
     blocks = ([0, 1], [2], [3])
     assert operand_pattern((1, 1, 16, 1), blocks, (32, 32, 16, 64)) == "0i0"

@@ -56,7 +56,8 @@ class _Update(OpDef):
         threads = kernel_threads(size)
         src = split_loop(f"def kernel({', '.join(arrays + list(self.scalar_names))}):\n"
                          + f"    for i in LOOP({arrays[0]}.shape[0]):\n"
-                         + "".join(f"        {ln}\n" for ln in body) + "    return 0\n", threads)
+                         + "".join(f"        {ln}\n" for ln in body) + "    return 0\n", threads,
+                         unsigned=True)
         n = self.n_arrays
 
         def call(kernel, ins, outs):

@@ -32,6 +32,8 @@ def reduction_blocks(shape: tuple[int, ...], axes) -> tuple[list, list, list] | 
             return None
         at = kind
         blocks[at].append(d)
+    if all(shape[d] == 1 for d in blocks[1]):  # nothing kept: one long contiguous inner loop
+        return [], [], list(range(len(shape)))
     return blocks
 
 
