@@ -12,10 +12,9 @@ from __future__ import annotations
 import re
 
 from ...ir.core import Node
-from ...ops.base import PARALLEL_MIN_ELEMENTS, get_op
+from ...ops.base import get_op
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "emit_fused", "emit_fused_reduce", "emit_reduce",
-           "operand_loads", "scalar_reads"]
+__all__ = ["emit_fused", "emit_fused_reduce", "emit_reduce", "operand_loads", "scalar_reads"]
 
 
 def scalar_reads(kinds: list[str]) -> tuple[list[str], list[str]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from . import compile as _compile
 
 # rough serial compile seconds of one kernel: the estimate decides whether workers pay
-COST_PARALLEL_S, COST_SERIAL_S, COST_DOT_S = 0.6, 0.15, 2.0
+COST_SERIAL_S, COST_DOT_S = 0.15, 0.6  # a conv kernel (in-kernel GEMMs): 0.6-1.0 s measured
 MIN_WORK_S = 2.5  # below, a worker's start-up (~0.7 s) eats the gain (more on a busy machine)
 MAX_WORKERS = 4
 WORKER_TIMEOUT_S = 600.0
@@ -56,9 +56,9 @@ def n_workers() -> tuple[int, bool]:
 
 
 def _cost(source: str) -> float:
-    """A guess at a kernel's compile seconds: parallel loops and BLAS calls cost the most."""
-    return ((COST_PARALLEL_S if "prange" in source else COST_SERIAL_S)
-            + (COST_DOT_S if "np.dot" in source else 0.0) + 0.005 * source.count("\n"))
+    """A guess at a kernel's compile seconds: BLAS calls cost the most."""
+    return (COST_SERIAL_S + (COST_DOT_S if "np.dot" in source else 0.0)
+            + 0.005 * source.count("\n"))
 
 
 def prebuild(exe) -> dict[int, tuple[float, str]]:

@@ -4,7 +4,7 @@ done. Kernels compiled with nogil release the GIL, so the calls run at once.
 
 Why not Numba's `prange`: a parallel kernel compiles 2-4x slower than the same kernel serial
 (the parfor pipeline outlines and re-types its body: measured +2 s per convolution kernel, and
-LeNet's cold start went 16.7 -> 7.8 s without them), and its OpenMP workers spin after each
+LeNet's cold start went 16.7 -> 4.7 s without them), and its OpenMP workers spin after each
 kernel, holding the core the next kernel's threads or BLAS need. Idle workers here block on a
 condition instead; a kernel splits its own outer loop by (t, T) (ops/base.py, `split_loop`).
 """
