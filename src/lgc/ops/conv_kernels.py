@@ -74,13 +74,32 @@ for j in range(B):
 """
 
 
+# gt[t] (co, B·N) ← ȳ at chunk `ch`'s output positions, group g
+_FILL_GT = """
+for j in range(B):
+    o = ch * B + j
+    for c in range(co):
+        r = gt[t, c]
+        if o < O:
+            yr = gy[o, g * co + c]
+            for n in range(N):
+                r[j * N + n] = yr[n]
+        else:
+            for n in range(N):
+                r[j * N + n] = 0
+"""
+
+_SNIPPETS = {"FILL_COL": _FILL_COL, "FILL_GT": _FILL_GT}
+
+
 def _source(template: str) -> str:
-    """A chunked kernel's source, FILL_COL expanded at its indentation."""
+    """A chunked kernel's source, its FILL_COL / FILL_GT lines expanded at their indentation."""
     lines = []
     for line in template.splitlines():
-        if line.strip() == "FILL_COL":
+        snippet = _SNIPPETS.get(line.strip())
+        if snippet is not None:
             pad = line[:len(line) - len(line.lstrip())]
-            lines += [pad + f for f in _FILL_COL.strip("\n").splitlines()]
+            lines += [pad + f for f in snippet.strip("\n").splitlines()]
         else:
             lines.append(line)
     return "\n".join(lines) + "\n"
@@ -121,17 +140,7 @@ _INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent, phase, t, T):
     if phase == 0:
         for ch in range(t, chunks, T):
             for g in range(G):
-                for j in range(B):
-                    o = ch * B + j
-                    for c in range(co):
-                        r = gt[t, c]
-                        if o < O:
-                            yr = gy[o, g * co + c]
-                            for n in range(N):
-                                r[j * N + n] = yr[n]
-                        else:
-                            for n in range(N):
-                                r[j * N + n] = 0
+                FILL_GT
                 np.dot(w[g], gt[t], cols[ch, g])
         return 0
     S = xb.shape[0]
@@ -169,17 +178,7 @@ _WEIGHTS = """def kernel(part, prod, col, gt, x, gy, tab, t, T):
     for ch in range(t, chunks, T):
         for g in range(G):
             FILL_COL
-            for j in range(B):
-                o = ch * B + j
-                for c in range(co):
-                    r = gt[t, c]
-                    if o < O:
-                        yr = gy[o, g * co + c]
-                        for n in range(N):
-                            r[j * N + n] = yr[n]
-                    else:
-                        for n in range(N):
-                            r[j * N + n] = 0
+            FILL_GT
             np.dot(col[t], gt[t].T, prod[t])
             for r in range(KC):
                 for c in range(co):
