@@ -10,8 +10,6 @@ handed to the user are never overwritten.
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,10 +19,10 @@ import numpy as np
 from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
-from ...ops.base import PARALLEL_MIN_ELEMENTS, kernel_threads, serial_kernels
+from ...ops.base import kernel_threads, serial_kernels
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
-from . import codegen, threads
+from . import blas, codegen, threads
 from .compile import STATS, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
@@ -59,58 +57,6 @@ class FastCall:
         if compiled is not None:
             self.entry = compiled.entry_point
         return result
-
-
-_BLAS: list = []
-
-
-def _blas_inside_kernels() -> None:
-    """Kernels that call np.dot run SciPy's BLAS (Numba binds it): load it now so the thread
-    limit below covers it too, or its threads spin against Numba's (measured 15x slower)."""
-    name = "scipy.linalg.cython_blas"
-    if name not in sys.modules:
-        # only the extension module Numba reads (12 ms), not all of scipy.linalg (250 ms of
-        # a warm start); Cython users find it in sys.modules as usual
-        try:
-            import importlib.machinery
-            import importlib.util
-
-            where = importlib.util.find_spec("scipy").submodule_search_locations[0]
-            folder = os.path.join(where, "linalg")
-            so = next(f for f in os.listdir(folder) if f.startswith("cython_blas.")
-                      and f.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)))
-            spec = importlib.util.spec_from_file_location(name, os.path.join(folder, so))
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            sys.modules[name] = module
-        except Exception:  # another SciPy layout: the plain import
-            import scipy.linalg.cython_blas  # noqa: F401
-
-    if _BLAS and not _BLAS_SEES_SCIPY[0]:
-        _BLAS.clear()  # found again, SciPy's included, on the next call
-
-
-_BLAS_SEES_SCIPY = [False]
-
-
-def _blas_threads(n: int) -> int:
-    """Set the BLAS libraries' thread count; returns the previous one (0 when unknown)."""
-    if not _BLAS:
-        _BLAS_SEES_SCIPY[0] = "scipy.linalg.cython_blas" in sys.modules
-        try:
-            import threadpoolctl
-
-            _BLAS.extend(lc for lc in threadpoolctl.ThreadpoolController().lib_controllers
-                         if lc.user_api == "blas")
-        except Exception:  # threadpoolctl missing or a BLAS it cannot drive: leave BLAS alone
-            pass
-        _BLAS.append(None)
-    previous = 0
-    for lc in _BLAS:
-        if lc is not None:
-            previous = lc.num_threads
-            lc.set_num_threads(n)
-    return previous
 
 
 @dataclass
@@ -170,27 +116,6 @@ def reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...
     return tuple(view)
 
 
-# rough costs per unit, for one decision only: a BLAS flop, an element a kernel touches, a
-# flop of a GEMM inside a (conv) kernel
-_NS_PER = {"blas flop": 0.01, "element": 0.5, "kernel flop": 0.01}
-
-
-def _matmul_bound(g: Graph) -> bool:
-    """True when BLAS matmuls outweigh the work parallel kernels would do (an LSTM's small
-    per-step products, an MLP), so BLAS gets the threads and the kernels run serial."""
-    blas = kernels = 0.0
-    for n in g.nodes:
-        if n.op.name == "matmul":
-            (m, k), (_, c) = n.inputs[0].shape, n.inputs[1].shape
-            blas += 2 * m * k * c * _NS_PER["blas flop"]
-            continue
-        size = max((o.type.size for o in n.outputs), default=0)
-        if size >= PARALLEL_MIN_ELEMENTS:
-            kernels += size * _NS_PER["element"]
-        kernels += n.op.flops(n) * _NS_PER["kernel flop"]
-    return blas > kernels
-
-
 class NumbaExecutable:
     backend = "numba"
 
@@ -206,14 +131,14 @@ class NumbaExecutable:
         self._fresh = self._values_reaching_outputs()
         # One set of threads at a time: BLAS's spin-wait between calls, so whichever of BLAS
         # and the kernels (on lgc's pool) runs most of the work gets the cores
-        self.blas_threaded = _matmul_bound(self.optimized)
+        self.blas_threaded = blas.matmul_bound(self.optimized)
         self._threaded = False  # some kernel runs on several threads
         with serial_kernels(self.blas_threaded):
             self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         self._outputs = [self._index[v] for v in self.optimized.outputs]
         if any("np.dot" in k.source for k in self.kernels):
-            _blas_inside_kernels()
+            blas.bind_scipy()
         self._warm_up()
         self.build_seconds = time.perf_counter() - t0
 
@@ -483,7 +408,7 @@ class NumbaExecutable:
                 raise ShapeError(f"@{g.name}: input %{v.name} has shape {a.shape}, expected "
                                  f"{v.shape}")
             env[k] = a
-        limit = self._threaded and _blas_threads(1)
+        limit = self._threaded and blas.set_threads(1)
         try:
             for step in self._steps:
                 if _first and step[0] == "kernel":
@@ -492,7 +417,7 @@ class NumbaExecutable:
                     step[2](env)
         finally:
             if limit:
-                _blas_threads(limit)
+                blas.set_threads(limit)
         return [env[i] for i in self._outputs]
 
     def _first_call(self, step, env) -> None:
