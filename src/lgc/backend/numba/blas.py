@@ -20,7 +20,7 @@ _BLAS: list = []
 
 def bind_scipy() -> None:
     """Kernels that call np.dot run SciPy's BLAS (Numba binds it): load it now so the thread
-    limit below covers it too, or its threads spin against Numba's (measured 15x slower)."""
+    limit below covers it too, or its threads spin against the kernels' (measured 15x slower)."""
     name = "scipy.linalg.cython_blas"
     if name not in sys.modules:
         # only the extension module Numba reads (12 ms), not all of scipy.linalg (250 ms of
