@@ -340,3 +340,24 @@ def test_split_loop_parts_for_threads_and_a_plain_range_serial():
     for t in range(3):
         ns["kernel"](y, x, t, 3)
     np.testing.assert_array_equal(y, x)  # the parts cover the range exactly once
+
+
+def test_a_fused_kernel_with_twenty_arrays_still_vectorizes(tmp_path, monkeypatch):
+    """LLVM gives up vectorizing a loop over many arrays unless allowed more overlap checks
+    (compile.LLVM_OPTIONS): an LSTM step's gate kernel has ~20 operands and outputs."""
+    import re
+
+    monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))  # compiled here, so its asm is readable
+    monkeypatch.setenv("LGC_COMPILE_WORKERS", "0")
+    b = Builder(Graph("chain"))
+    xs = [b.input(TensorType("f32", (64, 32)), f"x{k}") for k in range(10)]
+    v, outs = xs[0], []
+    for k, x in enumerate(xs[1:]):
+        v = b.emit("mul" if k % 2 else "add", v, x)
+        outs.append(v)
+    b.graph.outputs = outs + [b.emit("exp", v)]
+    exe = NumbaExecutable(b.graph)
+    (k,) = exe.kernels
+    assert k.source.count("] = ") == 10 and "a9" in k.source  # 10 outputs, 10 inputs
+    asm = "\n".join(k.fn.inspect_asm().values())
+    assert re.search(r"\bv(add|mul)ps\s+%[yz]mm", asm), "the fused loop runs scalar"

@@ -188,7 +188,10 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
         xp = apply("matmul", w, xs) + b
         outs = []
         for xk in _split(xp, 1, [n] * t):
-            i, f, g, o = _split(xk + apply("matmul", r, hs_), 0, [h] * 4)
+            # the sums per gate, so they run in the gate kernel rather than as a kernel of their
+            # own (the splits along the leading axis are views)
+            rh = apply("matmul", r, hs_)
+            i, f, g, o = (a + c for a, c in zip(_split(xk, 0, [h] * 4), _split(rh, 0, [h] * 4)))
             i, f, g, o = gate_fn(i), gate_fn(f), state_fn(g), gate_fn(o)
             cs = f * cs + i * g
             hs_ = o * state_fn(cs)

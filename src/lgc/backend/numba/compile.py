@@ -44,6 +44,20 @@ def cache_dir() -> Path:
     return Path(base) / "lgc"
 
 
+# LLVM vectorizes a loop over several arrays only after run-time checks that they do not
+# overlap, and gives up past 128 of them by default: a fused kernel with ~20 array operands
+# (an LSTM step's gates and sums) then runs scalar, 136 us instead of 17 us (measured).
+LLVM_OPTIONS = ("--vectorize-memory-check-threshold=256",)
+
+
+def set_llvm_options() -> None:
+    """Give this process's LLVM the options above, before it compiles its first kernel."""
+    import llvmlite.binding as llvm
+
+    for option in LLVM_OPTIONS:
+        llvm.set_option("", option)
+
+
 def _machine() -> dict:
     import llvmlite
     import llvmlite.binding as llvm
@@ -51,9 +65,11 @@ def _machine() -> dict:
 
     from . import intrinsics  # imports numba: only once kernels are built
 
+    set_llvm_options()
     return {"numba": numba.__version__, "llvmlite": llvmlite.__version__, "target": "cpu",
             "cpu": llvm.get_host_cpu_name(), "features": llvm.get_host_cpu_features().flatten(),
-            "python": sys.version_info[:2], "intrinsics": intrinsics.VERSION}
+            "python": sys.version_info[:2], "intrinsics": intrinsics.VERSION,
+            "llvm_options": LLVM_OPTIONS}
 
 
 _MACHINE: dict | None = None

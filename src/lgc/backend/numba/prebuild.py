@@ -171,6 +171,7 @@ def worker_main(tmp: str, w: int) -> None:
     ones that compiled (job index, seconds) in done<w>.txt."""
     import importlib.util
 
+    _compile.set_llvm_options()  # the parent's LLVM options: the same machine code
     tmp = Path(tmp)
     jobs = pickle.loads((tmp / "jobs.pkl").read_bytes())
     modules: dict[str, object] = {}
