@@ -361,3 +361,27 @@ def test_a_fused_kernel_with_twenty_arrays_still_vectorizes(tmp_path, monkeypatc
     assert k.source.count("] = ") == 10 and "a9" in k.source  # 10 outputs, 10 inputs
     asm = "\n".join(k.fn.inspect_asm().values())
     assert re.search(r"\bv(add|mul)ps\s+%[yz]mm", asm), "the fused loop runs scalar"
+
+
+def test_thread_pool_works_in_a_forked_child():
+    """A child forked after the pool started (multiprocessing's default on Linux) must not
+    wait on the parent's threads, which do not exist there."""
+    import os
+
+    from lgc.backend.numba import threads
+
+    threads.run(lambda t, count: None, 2)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if a two-thread run completes
+        seen = []
+        threads.run(lambda t, count: seen.append(t), 2)
+        os._exit(0 if sorted(seen) == [0, 1] else 1)
+    for _ in range(200):  # up to 10 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        import time
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    raise AssertionError("the forked child hung on the parent's thread pool")

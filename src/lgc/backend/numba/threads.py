@@ -11,10 +11,21 @@ condition instead; a kernel splits its own outer loop by (t, T) (ops/base.py, `s
 
 from __future__ import annotations
 
+import os
 import threading
 
 _LOCK = threading.Lock()  # one `run` at a time: programs may be called from several threads
 _POOL: list[_Worker] = []
+
+
+def _forget_after_fork() -> None:
+    """A forked child has none of the parent's threads: it starts a pool of its own."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    _POOL.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class _Worker(threading.Thread):
