@@ -365,23 +365,28 @@ def test_a_fused_kernel_with_twenty_arrays_still_vectorizes(tmp_path, monkeypatc
 
 def test_thread_pool_works_in_a_forked_child():
     """A child forked after the pool started (multiprocessing's default on Linux) must not
-    wait on the parent's threads, which do not exist there."""
-    import os
+    wait on the parent's threads, which do not exist there. In a fresh interpreter: forking
+    this test process (which may hold JAX's threads) is what the warning says not to do."""
+    import subprocess
+    import sys
 
-    from lgc.backend.numba import threads
-
-    threads.run(lambda t, count: None, 2)  # the parent's pool exists
-    pid = os.fork()
-    if pid == 0:  # the child: exit 0 only if a two-thread run completes
-        seen = []
-        threads.run(lambda t, count: seen.append(t), 2)
-        os._exit(0 if sorted(seen) == [0, 1] else 1)
-    for _ in range(200):  # up to 10 s
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        import time
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    raise AssertionError("the forked child hung on the parent's thread pool")
+    script = (
+        "import os, sys, time\n"
+        "from lgc.backend.numba import threads\n"
+        "threads.run(lambda t, count: None, 2)\n"  # the parent's pool exists
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    seen = []\n"
+        "    threads.run(lambda t, count: seen.append(t), 2)\n"
+        "    os._exit(0 if sorted(seen) == [0, 1] else 1)\n"
+        "for _ in range(200):\n"
+        "    done, status = os.waitpid(pid, os.WNOHANG)\n"
+        "    if done:\n"
+        "        sys.exit(os.waitstatus_to_exitcode(status))\n"
+        "    time.sleep(0.05)\n"
+        "os.kill(pid, 9)\n"
+        "sys.exit('the forked child hung on the parent thread pool')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
