@@ -129,3 +129,41 @@ def test_simplify_collapses_shape_chains():
     g = eliminate_dead_code(simplify(b.graph))
     assert _ops(g) == ["reshape"]
     assert g.outputs[1] is x
+
+
+def test_sums_of_products_become_one_gemm_and_recurrences_share_the_step_gradients():
+    b = Builder()
+    a = [b.input(TensorType("f64", (4, 3)), f"a{k}") for k in range(3)]
+    x = [b.input(TensorType("f64", (3, 5)), f"x{k}") for k in range(3)]
+    total = b.emit("add", b.emit("add", b.emit("matmul", a[0], x[0]), b.emit("matmul", a[1], x[1])),
+                   b.emit("matmul", a[2], x[2]))
+    b.graph.outputs = [total]
+    opt = optimize(b.graph)
+    assert [n.op.name for n in opt.nodes].count("matmul") == 1
+    assert "add" not in [n.op.name for n in opt.nodes]
+    rng = np.random.default_rng(0)
+    args = [rng.normal(size=(4, 3)) for _ in range(3)] + [rng.normal(size=(3, 5)) for _ in range(3)]
+    np.testing.assert_allclose(run_graph(opt, args)[0], run_graph(b.graph, args)[0], rtol=1e-12)
+
+    # an LSTM's recurrent-weight gradient: one GEMM over the 6 steps, whose step-gradient
+    # operand is the same concatenation the input weights' gradient uses
+    h, n, t = 4, 3, 6
+    xs = lgc.dlarray(rng.normal(size=(2, n, t)), "CBT")
+    w, r, bias = rng.normal(size=(4 * h, 2)), rng.normal(size=(4 * h, h)), np.zeros((4 * h, 1))
+
+    def loss(w, r):
+        _, hs, _ = lgc.lstm(xs, np.zeros(h), np.zeros(h), w, r, bias)
+        return lgc.sum(hs * hs, "all")
+
+    low = lgc.compile(lambda w, r: lgc.dlgradient(loss(w, r), w, r),
+                      backend="numba").lower(lgc.dlarray(w), lgc.dlarray(r))
+    shapes = [n_.outputs[0].shape for n_ in low.optimized.nodes if n_.op.name == "matmul"]
+    assert shapes.count((4 * h, h)) == 1  # dR: one product, not one per step
+    concats = [n_ for n_ in low.optimized.nodes if n_.op.name == "concatenate"
+               and n_.outputs[0].shape == (4 * h, t * n)]
+    assert len(concats) == 1  # shared by dW and dR
+    grad = lambda w, r: lgc.dlgradient(loss(w, r), w, r)  # noqa: E731
+    got = lgc.compile(grad, backend="numba")(lgc.dlarray(w), lgc.dlarray(r))
+    want = lgc.compile(grad, backend="reference")(lgc.dlarray(w), lgc.dlarray(r))
+    for u, v in zip(got, want):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-9, atol=1e-12)

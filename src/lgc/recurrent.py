@@ -185,6 +185,8 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
         b = _column(fn, "bias", bias, 4 * h)
         hs_, cs = _state(fn, "H0", H0, h, n), _state(fn, "C0", C0, h, n)
         r, hs_, cs = _lift(r), _lift(hs_), _lift(cs)
+        if hs_.shape != (h, n):  # every step's R·h then has the same shape, so the recurrent
+            hs_ = apply("broadcast_to", hs_, shape=(h, n), fmt="")  # gradient is one GEMM
         xp = apply("matmul", w, xs) + b
         outs = []
         for xk in _split(xp, 1, [n] * t):

@@ -38,7 +38,33 @@ class Add(Elementwise):
         x, y = node.inputs
         if is_constant(y, 0):
             return same_type_input(node, 0)
-        return same_type_input(node, 1) if is_constant(x, 0) else None
+        if is_constant(x, 0):
+            return same_type_input(node, 1)
+        return _sum_of_products(node, b)
+
+
+def _sum_of_products(node, b):
+    """A1 @ B1 + A2 @ B2 -> [A2 A1] @ [B2; B1]: a weight used at every step of a recurrence gets
+    its gradient as one GEMM over all steps instead of a GEMM and an add per step. Operands this
+    rule already joined are joined flat, the later term first: reverse mode sums the steps from
+    the last, so the joined operands come out in time order, the very concatenation of the
+    step gradients that the input projection's gradient builds (CSE then shares it). A product
+    that is also used elsewhere is then computed twice (correct, if wasteful)."""
+    x, y = node.inputs
+    px, py = x.producer, y.producer
+    if (px is None or py is None or px.op.name != "matmul" or py.op.name != "matmul"
+            or x.type != y.type or node.out.type != x.type):
+        return None
+
+    def parts(v, axis):
+        p = v.producer
+        if p is not None and p.op.name == "concatenate" and p.attrs["axis"] == axis:
+            return list(p.inputs)
+        return [v]
+    lhs = parts(py.inputs[0], 1) + parts(px.inputs[0], 1)
+    rhs = parts(py.inputs[1], 0) + parts(px.inputs[1], 0)
+    return [b.emit("matmul", b.emit("concatenate", *lhs, axis=1),
+                   b.emit("concatenate", *rhs, axis=0))]
 
 
 @register
