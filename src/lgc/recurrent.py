@@ -81,6 +81,13 @@ def _state(fn: str, arg: str, v, h: int, n: int):
     return reshape(v, (h, 1))
 
 
+def _hidden0(fn: str, H0, h: int, n: int):  # noqa: N803
+    """The initial hidden state as (H, N): every step's R·h then has one shape, so the sum of
+    the steps' recurrent-weight gradients becomes one GEMM (ops/elementwise.py)."""
+    hs = _lift(_state(fn, "H0", H0, h, n))
+    return hs if hs.shape == (h, n) else apply("broadcast_to", hs, shape=(h, n), fmt="")
+
+
 def _sequence(fn: str, X, DataFormat):  # noqa: N803
     """X as (F, T·N) columns ordered time-major, plus what is needed to shape the output."""
     x, strip = _formatted(fn, X, DataFormat)
@@ -183,10 +190,8 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
             raise ShapeError(f"{fn}: recurrentWeights must be (4H, H), got {r.shape}")
         w = _matrix(fn, "weights", weights, 4 * h, nfeat)
         b = _column(fn, "bias", bias, 4 * h)
-        hs_, cs = _state(fn, "H0", H0, h, n), _state(fn, "C0", C0, h, n)
-        r, hs_, cs = _lift(r), _lift(hs_), _lift(cs)
-        if hs_.shape != (h, n):  # every step's R·h then has the same shape, so the recurrent
-            hs_ = apply("broadcast_to", hs_, shape=(h, n), fmt="")  # gradient is one GEMM
+        hs_, cs = _hidden0(fn, H0, h, n), _lift(_state(fn, "C0", C0, h, n))
+        r = _lift(r)
         xp = apply("matmul", w, xs) + b
         outs = []
         for xk in _split(xp, 1, [n] * t):
@@ -246,7 +251,7 @@ def gru(X, H0, weights, recurrentWeights, bias, *,  # noqa: N803
         b = _column(fn, "bias", bias, (6 if rb else 3) * h)
         b_in, b_rec = _split(b, 0, [3 * h, 3 * h]) if rb else (b, None)
         b_rec = _lift(b_rec) if rb else None
-        r, hs_ = _lift(r), _lift(_state(fn, "H0", H0, h, n))
+        r, hs_ = _lift(r), _hidden0(fn, H0, h, n)
         xp = apply("matmul", w, xs) + b_in
         before = ResetGateMode == "before-multiplication"
         if before:
