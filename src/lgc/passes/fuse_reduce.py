@@ -81,14 +81,13 @@ def _fusible_reductions(f: Node, users) -> list[Node]:
 
 def fuse_reductions(g: Graph) -> Graph:
     users = _consumers(g)
-    absorbed: dict[Node, Node] = {}  # reduction -> the fused node computing it
-    plans: dict[Node, list[Node]] = {}
+    plans: dict[Node, list[Node]] = {}  # fused node -> the reductions it takes in
     for n in g.nodes:
         if n.op.name == "fused" and not n.attrs.get("reductions"):
             found = _fusible_reductions(n, users)
             if found:
                 plans[n] = found
-                absorbed.update((r, n) for r in found)
+    absorbed = {r for found in plans.values() for r in found}
     if not plans:
         return g
     outputs = set(g.outputs)
