@@ -28,6 +28,7 @@ from ...ir.types import np_dtype
 from ...passes import optimize
 from ..numba.runtime import Kernel as CpuKernel
 from ..numba.runtime import _pkq
+from ..plan import plan_buffers, workspace_bytes
 from . import codegen, cuda, require_device
 from .compile import load_kernel
 from .lowerings import lowering
@@ -257,38 +258,12 @@ class CudaExecutable:
         """Give every value a kernel or fallback writes a device buffer, reused across values
         whose lifetimes do not overlap (views keep their root alive; outputs live to the end)."""
         nodes = self.optimized.nodes
-        end = len(nodes)
-        last_use: dict[Value, int] = {}
-        alias_of: dict[Value, set[Value]] = {}
-        owns = [s[0] in ("kernel", "host") for s in self._steps]
-        for t, n in enumerate(nodes):
-            for v in n.inputs:
-                for root in alias_of.get(v, {v}):
-                    last_use[root] = max(last_use.get(root, -1), t)
-            for o in n.outputs:
-                alias_of[o] = {o} if self._steps[t][0] != "view" else set().union(
-                    *(alias_of.get(v, {v}) for v in n.inputs))
-        for v in self.optimized.outputs:
-            for root in alias_of.get(v, {v}):
-                last_use[root] = end
-        releases: dict[int, list[Value]] = {}
-        for v, t in last_use.items():
-            releases.setdefault(t, []).append(v)
-        free: dict[tuple, list] = {}
-        self._buffers: dict[int, object] = {}
-        for t, n in enumerate(nodes):
-            if owns[t]:
-                for o in n.outputs:
-                    key = (o.dtype, o.shape)
-                    self._buffers[self._index[o]] = (
-                        free[key].pop() if free.get(key)
-                        else cuda.device_array(o.shape, np_dtype(o.dtype)))
-            for v in releases.get(t, []):
-                buf = self._buffers.get(self._index.get(v, -1))
-                if buf is not None:
-                    free.setdefault((v.dtype, v.shape), []).append(buf)
-        self.workspace_bytes = sum(b.nbytes for b in {id(b): b for b in
-                                                      self._buffers.values()}.values())
+        plan = plan_buffers(nodes, [s[0] in ("kernel", "host") for s in self._steps],
+                            [s[0] == "view" for s in self._steps],
+                            lambda v: cuda.device_array(v.shape, np_dtype(v.dtype)),
+                            live_to_end=self.optimized.outputs)
+        self._buffers: dict[int, object] = {self._index[v]: b for v, b in plan.items()}
+        self.workspace_bytes = workspace_bytes(plan)
 
     def donate(self, pairs: dict[int, int]) -> None:
         """Write graph output k into input j, for each k -> j, on the device: input j gets a

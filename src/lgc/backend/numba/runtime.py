@@ -22,6 +22,7 @@ from ...ir.types import np_dtype
 from ...ops.base import kernel_threads, serial_kernels
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
+from ..plan import plan_buffers, workspace_bytes
 from . import blas, codegen, threads
 from .compile import STATS, load_kernel, record_compiled, record_first_call, snapshot
 
@@ -307,36 +308,11 @@ class NumbaExecutable:
     def _plan_buffers(self) -> None:
         """Give every kernel output that does not reach the outputs a reusable buffer."""
         nodes = self.optimized.nodes
-        last_use: dict[Value, int] = {}
-        alias_of: dict[Value, set[Value]] = {}
-        for t, n in enumerate(nodes):
-            for v in n.inputs:
-                for root in alias_of.get(v, {v}):
-                    last_use[root] = t
-            planned_kernel = self._steps[t][0] in ("kernel", "blas")
-            for o in n.outputs:
-                alias_of[o] = {o} if planned_kernel else set().union(
-                    *(alias_of.get(v, {v}) for v in n.inputs))
-        free: dict[tuple, list[np.ndarray]] = {}
-        self._buffers: dict[int, np.ndarray] = {}
-        releases: dict[int, list[Value]] = {}
-        for v, t in last_use.items():
-            releases.setdefault(t, []).append(v)
-        for t, n in enumerate(nodes):
-            if self._steps[t][0] in ("kernel", "blas"):
-                for o in n.outputs:
-                    if o in self._fresh:
-                        continue
-                    key = (o.dtype, o.shape)
-                    buf = free[key].pop() if free.get(key) else np.empty(o.shape,
-                                                                         np_dtype(o.dtype))
-                    self._buffers[self._index[o]] = buf
-            for v in releases.get(t, []):
-                buf = self._buffers.get(self._index.get(v, -1))
-                if buf is not None:
-                    free.setdefault((v.dtype, v.shape), []).append(buf)
-        self.workspace_bytes = sum(b.nbytes for b in {id(b): b for b in
-                                                      self._buffers.values()}.values())
+        writes = [s[0] in ("kernel", "blas") for s in self._steps]
+        plan = plan_buffers(nodes, writes, [not w for w in writes],
+                            lambda v: np.empty(v.shape, np_dtype(v.dtype)), skip=self._fresh)
+        self._buffers: dict[int, np.ndarray] = {self._index[v]: b for v, b in plan.items()}
+        self.workspace_bytes = workspace_bytes(plan)
         self._types = {self._index[o]: o.type for n in nodes for o in n.outputs}
 
     def donate(self, pairs: dict[int, int]) -> None:
