@@ -138,18 +138,21 @@ def save(path, net) -> None:
                              for la, pa, v in table]
     manifest["arrays"] = w.hashes
     data = json.dumps(manifest, indent=1, allow_nan=True).encode()
-    _write_atomically(os.fspath(path), data, w.arrays)
+    write_zip_atomically(os.fspath(path), [(MANIFEST, data),
+                                           (CHECKSUM, hashlib.sha256(data).hexdigest()),
+                                           *w.arrays])
 
 
-def _write_atomically(path: str, manifest: bytes, arrays) -> None:
+def write_zip_atomically(path: str, entries) -> None:
+    """A stored (uncompressed) zip of the (name, data) `entries` at `path`, written to a
+    temporary file beside it, flushed to disk and renamed over `path`: a reader (or a crash)
+    never sees a partial file."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-                z.writestr(MANIFEST, manifest)
-                z.writestr(CHECKSUM, hashlib.sha256(manifest).hexdigest())
-                for name, data in arrays:
+                for name, data in entries:
                     z.writestr(name, data)
             f.flush()
             os.fsync(f.fileno())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import LgcError
+from ..io import write_zip_atomically
 
 FORMAT = "lgc-checkpoint"
 VERSION = 1
@@ -70,22 +71,10 @@ def save_checkpoint(folder: str, ck: Checkpoint, net=None) -> str:
             "history": list(ck.history), "rng_state": ck.rng_state,
             "options_hash": ck.options_hash, "num_observations": ck.num_observations,
             "elapsed": ck.elapsed, **ck.meta}
-    net_bytes = _network_bytes(folder, net) if net is not None else None
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".net_checkpoint.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-                z.writestr("checkpoint.json", json.dumps(meta))
-                z.writestr("buffers.npz", buf.getvalue())
-                if net_bytes is not None:
-                    z.writestr("network.lgc", net_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    entries = [("checkpoint.json", json.dumps(meta)), ("buffers.npz", buf.getvalue())]
+    if net is not None and (net_bytes := _network_bytes(folder, net)) is not None:
+        entries.append(("network.lgc", net_bytes))
+    write_zip_atomically(path, entries)
     return path
 
 
