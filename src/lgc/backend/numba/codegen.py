@@ -68,6 +68,11 @@ def emit_fused(node: Node, kinds: list[str], nd: int, threads: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _update(update: str, acc: str, v: str) -> str:
+    """A reduction's update expression (`acc`, `v` as in `OpDef.reduce`) on the given names."""
+    return re.sub(r"\bv\b", v, re.sub(r"\bacc\b", acc, update))
+
+
 def emit_fused_reduce(node: Node, kinds: list[str], threads: int) -> str:
     """Source of `kernel(outs..., reds..., ins..., nb, nd, t, T)` for a fused node with
     reductions (passes/fuse_reduce.py): every array viewed as (B, C, D), outs (B, C, D), reds
@@ -95,13 +100,12 @@ def emit_fused_reduce(node: Node, kinds: list[str], threads: int) -> str:
     lines += [indent + ln for ln in body]
     lines += [f"{indent}{o}[i0, i1, i2] = {r}" for o, r in zip(outs, results)]
     n_in = len(node.inputs)
-    step = lambda upd, acc, v: re.sub(r"\bv\b", v, re.sub(r"\bacc\b", acc, upd))  # noqa: E731
     for k, (_, ref, _, _) in enumerate(reds):
         v = names[ref] if ref < n_in else f"t{ref - n_in}"
-        lines.append(f"{indent}run{k} = " + step(updates[k][1], f"run{k}", v))
+        lines.append(f"{indent}run{k} = " + _update(updates[k][1], f"run{k}", v))
     for k in range(len(reds)):  # a run's partial result joins the total by the same update
-        lines.append(f"            acc{k}[i1 - c0] = " + step(updates[k][1], f"acc{k}[i1 - c0]",
-                                                              f"run{k}"))
+        total = f"acc{k}[i1 - c0]"
+        lines.append(f"            {total} = " + _update(updates[k][1], total, f"run{k}"))
     lines.append("    for i1 in range(c0, c1):")
     lines += [f"        {a}[i1] = acc{k}[i1 - c0]" for k, a in enumerate(accs)]
     lines.append("    return 0")
@@ -115,8 +119,8 @@ def emit_reduce(init: str, update: str, threads: int) -> str:
     register and the contiguous D loop vectorizes (compiled with reassociation allowed);
     otherwise the contiguous E loop updates a row of out in place. Thread t of T takes the
     t-th part of the A·C rows."""
-    reg = re.sub(r"\bv\b", "x[a, b, c, d, 0]", update)
-    row = re.sub(r"\bacc\b", "out[a, c, e]", re.sub(r"\bv\b", "x[a, b, c, d, e]", update))
+    reg = _update(update, "acc", "x[a, b, c, d, 0]")
+    row = _update(update, "out[a, c, e]", "x[a, b, c, d, e]")
     return (
         "def kernel(out, x, t, T):\n"
         "    B, C, D, E = x.shape[1], x.shape[2], x.shape[3], x.shape[4]\n"

@@ -279,7 +279,9 @@ class NumbaExecutable:
 
     def _on_threads(self, fn, count: int):
         """`fn`, a kernel taking (t, T) last, called once per thread by the pool."""
-        self._threaded |= count > 1
+        if count <= 1:  # the common case, kept off the pool's path
+            return lambda *args: fn(*args, 0, 1)
+        self._threaded = True
         parts = threads.bind(fn, count)
 
         def call(*args):
