@@ -211,3 +211,12 @@ def check_op_forward_float32(op: OpDef, executable) -> None:
         b.graph.outputs = list(b.emit_node(op.name, *xs, **sample.attrs).outputs)
         assert_same(executable(b.graph)(args), run_graph(b.graph, args), "f32",
                     what=f"{op.name} sample {k}")
+
+
+@pytest.fixture(params=["numba", "reference"])
+def backend(request):
+    """Each backend in turn as lgc's default (restored afterwards)."""
+    old = lgc.get_backend()
+    lgc.set_backend(request.param)
+    yield request.param
+    lgc.set_backend(old)

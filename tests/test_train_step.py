@@ -17,14 +17,6 @@ from lgc.layers import (
 from lgc.train import compile_train_step
 
 
-@pytest.fixture(params=["numba", "reference"])
-def backend(request):
-    old = lgc.get_backend()
-    lgc.set_backend(request.param)
-    yield request.param
-    lgc.set_backend(old)
-
-
 def _mlp_problem(seed=0):
     rng = np.random.default_rng(seed)
     params = {"W1": lgc.dlarray(rng.normal(size=(8, 5)).astype(np.float32) * 0.5),

@@ -9,14 +9,6 @@ from lgc import LgcError, Table
 from lgc.updates import adamupdate, dlupdate, rmspropupdate, sgdmupdate
 
 
-@pytest.fixture(params=["numba", "reference"])
-def backend(request):
-    old = lgc.get_backend()
-    lgc.set_backend(request.param)
-    yield request.param
-    lgc.set_backend(old)
-
-
 def _problem(dtype=np.float32, seed=0):
     rng = np.random.default_rng(seed)
     params = {"W": lgc.dlarray(rng.normal(size=(4, 3)).astype(dtype)),
