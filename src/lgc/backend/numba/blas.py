@@ -15,7 +15,8 @@ import sys
 from ...ir.core import Graph
 from ...ops.base import PARALLEL_MIN_ELEMENTS
 
-_BLAS: list = []
+_BLAS: list = []  # the BLAS libraries' threadpoolctl controllers, found once (None: the end)
+_BLAS_SEES_SCIPY = [False]  # whether SciPy's BLAS was loaded when they were found
 
 
 def bind_scipy() -> None:
@@ -42,9 +43,6 @@ def bind_scipy() -> None:
 
     if _BLAS and not _BLAS_SEES_SCIPY[0]:
         _BLAS.clear()  # found again, SciPy's included, on the next call
-
-
-_BLAS_SEES_SCIPY = [False]
 
 
 def set_threads(n: int) -> int:
