@@ -390,3 +390,22 @@ def test_thread_pool_works_in_a_forked_child():
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_blas_thread_limit_covers_scipys_blas_loaded_late():
+    """Conv kernels call SciPy's BLAS; if the list of BLAS libraries was made before SciPy's
+    was loaded, binding it must renew the list, or SciPy's threads spin against the kernels'."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from lgc.backend.numba import blas
+
+    blas.bind_scipy()
+    controllers = [lc for lc in threadpoolctl.ThreadpoolController().lib_controllers
+                   if lc.user_api == "blas"]
+    blas._BLAS[:] = controllers[:-1] + [None]  # as if made before the last one was loaded
+    blas._BLAS_SEES_SCIPY[0] = False
+    blas.bind_scipy()
+    before = blas.set_threads(1)
+    try:
+        assert all(lc.num_threads == 1 for lc in controllers)
+    finally:
+        blas.set_threads(before)
