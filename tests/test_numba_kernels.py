@@ -409,3 +409,28 @@ def test_blas_thread_limit_covers_scipys_blas_loaded_late():
         assert all(lc.num_threads == 1 for lc in controllers)
     finally:
         blas.set_threads(before)
+
+
+def _threaded_cases():
+    """Lowerings big enough (2^18 elements of work) to run on several threads."""
+    pool = {"pool": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
+    big = (32, 32, 8, 64)
+    yield pytest.param("maxpool", [_distinct(*big)], pool, id="maxpool")
+    yield pytest.param("avgpool", [RNG.normal(size=big)], {**pool, "count_pad": True},
+                       id="avgpool")
+    yield pytest.param("pad", [RNG.normal(size=big)], {"pads": ((1, 2), (2, 1), (0, 0), (0, 0)),
+                                                       "mode": "symmetric-include-edge"},
+                       id="pad")
+    yield pytest.param("pad_adjoint", [RNG.normal(size=(35, 35, 8, 64))],
+                       {"pads": ((1, 2), (2, 1), (0, 0), (0, 0)), "mode": "circular"},
+                       id="pad_adjoint")
+    yield pytest.param("softmax", [RNG.normal(size=(10, 30000))], {"axis": 0}, id="softmax")
+
+
+@pytest.mark.parametrize("name,args,attrs", _threaded_cases())
+def test_threaded_lowerings_match_reference(name, args, attrs):
+    g, args = _one_op(name, args, attrs, "f32")
+    exe = NumbaExecutable(g)
+    assert exe.stats["threads"] == "kernels"  # the parts-of-the-loop path ran
+    for u, v in zip(exe(args), run_graph(g, args)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
