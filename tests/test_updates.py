@@ -9,10 +9,10 @@ from lgc import LgcError, Table
 from lgc.updates import adamupdate, dlupdate, rmspropupdate, sgdmupdate
 
 
-def _problem(dtype=np.float32, seed=0):
+def _problem(dtype=np.float32, seed=0, rows=4):
     rng = np.random.default_rng(seed)
-    params = {"W": lgc.dlarray(rng.normal(size=(4, 3)).astype(dtype)),
-              "b": lgc.dlarray(rng.normal(size=(4, 1)).astype(dtype), )}
+    params = {"W": lgc.dlarray(rng.normal(size=(rows, 3)).astype(dtype)),
+              "b": lgc.dlarray(rng.normal(size=(rows, 1)).astype(dtype), )}
     grads = [{k: rng.normal(size=v.shape).astype(dtype) for k, v in params.items()}
              for _ in range(5)]
     return params, grads
@@ -22,9 +22,10 @@ def _tol(dtype):
     return {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12}
 
 
+@pytest.mark.parametrize("rows", [4, 100_000], ids=["small", "threaded"])  # 2^18 elements
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_five_steps_match_formula(backend, dtype):
-    params, grads = _problem(dtype)
+def test_adam_five_steps_match_formula(backend, dtype, rows):
+    params, grads = _problem(dtype, rows=rows)
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
     ref = {k: np.asarray(v).astype(np.float64) for k, v in params.items()}
     m = {k: 0.0 for k in ref}
