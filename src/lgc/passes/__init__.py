@@ -1,7 +1,8 @@
 """Graph -> Graph passes, each a pure function. `PIPELINE` lists, in order, what the compiled
 backends run (the CPU backend's `CPU_PIPELINE` adds reduction fusion); `optimize` applies it
 (printing the IR after each pass at LGC_DEBUG >= 2).
-Buffer planning is not a pass: it assigns real memory, so each backend's runtime does it."""
+Buffer planning is not a pass: it assigns real memory (backend/plan.py, called by each
+compiled runtime with its allocator)."""
 
 from __future__ import annotations
 
