@@ -123,6 +123,28 @@ def _stack_steps(hs, h: int, n: int, t: int, out_fmt: str):
     return dlarray(reshape(y, shape), out_fmt)
 
 
+def _columns_to_sequence(y, h: int, n: int, t: int, out_fmt: str):
+    """(H, T·N) states, time-major columns, as the output sequence in `out_fmt` (C, B, T)."""
+    y = apply("transpose", reshape(y, (h, t, n)), perm=(0, 2, 1))
+    shape = (h,) + ((n,) if "B" in out_fmt else ()) + ((t,) if "T" in out_fmt else ())
+    return dlarray(reshape(y, shape), out_fmt)
+
+
+def _dtype(v) -> np.dtype:
+    return np.dtype(v.dtype) if isinstance(v, DLArray) else np.asarray(v).dtype
+
+
+def _as(v, dtype: np.dtype):
+    """v in `dtype` (a cast op when traced)."""
+    return v if _dtype(v) == dtype else v.astype(dtype)
+
+
+def _full_state(v, h: int, n: int):
+    """An initial state, (H, N) or shared (H, 1), as (H, N)."""
+    v = _lift(v)
+    return v if np.shape(v) == (h, n) else apply("broadcast_to", v, shape=(h, n), fmt="")
+
+
 def _split(v, axis: int, sizes) -> list:
     """Consecutive sections of v along axis; one `split` op, whose VJP is one concatenate."""
     if len(sizes) == 1:
@@ -182,7 +204,7 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
     """
     fn = "lstm"
     with provenance(fn):
-        state_fn, gate_fn = _activations(fn, StateActivationFunction, GateActivationFunction)
+        _activations(fn, StateActivationFunction, GateActivationFunction)  # checks the names
         xs, nfeat, n, t, out_fmt, strip = _sequence(fn, X, DataFormat)
         r = _matrix(fn, "recurrentWeights", recurrentWeights, None, None)
         h = r.shape[1]
@@ -190,21 +212,18 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
             raise ShapeError(f"{fn}: recurrentWeights must be (4H, H), got {r.shape}")
         w = _matrix(fn, "weights", weights, 4 * h, nfeat)
         b = _column(fn, "bias", bias, 4 * h)
-        hs_, cs = _hidden0(fn, H0, h, n), _lift(_state(fn, "C0", C0, h, n))
-        r = _lift(r)
+        h0, c0 = _state(fn, "H0", H0, h, n), _state(fn, "C0", C0, h, n)
+        dtype = np.result_type(*(_dtype(v) for v in (xs, w, r, b, h0, c0)))
+        xs, w, r, b = (_as(v, dtype) for v in (xs, w, r, b))
+        h0, c0 = (_full_state(_as(v, dtype), h, n) for v in (h0, c0))
+        # every step's input projection in one GEMM; the recurrence itself is one op
+        # (ops/lstm.py), its states as (H, N) blocks of columns, step after step
         xp = apply("matmul", w, xs) + b
-        outs = []
-        for xk in _split(xp, 1, [n] * t):
-            # the sums per gate, so they run in the gate kernel rather than as a kernel of their
-            # own (the splits along the leading axis are views)
-            rh = apply("matmul", r, hs_)
-            i, f, g, o = (a + c for a, c in zip(_split(xk, 0, [h] * 4), _split(rh, 0, [h] * 4)))
-            i, f, g, o = gate_fn(i), gate_fn(f), state_fn(g), gate_fn(o)
-            cs = f * cs + i * g
-            hs_ = o * state_fn(cs)
-            outs.append(hs_)
-        y = _stack_steps(outs, h, n, t, out_fmt)
-        return _outputs(strip and DataFormat, y, hs_, cs)
+        s, c, _ = apply("lstm_seq", xp, r, h0, c0, state=StateActivationFunction,
+                        gate=GateActivationFunction)
+        y = _columns_to_sequence(_split(s, 1, [n, t * n])[1], h, n, t, out_fmt)
+        hn, cn = (_split(v, 1, [t * n, n])[1] for v in (s, c))
+        return _outputs(strip and DataFormat, y, hn, cn)
 
 
 # --- gru --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     elementwise,
     fused,
     linalg,
+    lstm,
     nn,
     norm,
     pool,

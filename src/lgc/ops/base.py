@@ -172,6 +172,11 @@ class OpDef:
         backend can weigh where a program's work is."""
         return 0
 
+    def blas_flops(self, node: Node) -> int:
+        """The flops of the BLAS calls this op makes on BLAS's own threads (a matmul, an
+        LSTM's per-step products), as opposed to `flops` done on the kernels' threads."""
+        return 0
+
     def simplify(self, node: Node, b: Builder) -> list[Value] | None:
         """An algebraic rewrite of `node` (replacement values), or None to keep it."""
         return None

@@ -71,13 +71,13 @@ _NS_PER = {"blas flop": 0.01, "element": 0.5, "kernel flop": 0.01}
 
 
 def matmul_bound(g: Graph) -> bool:
-    """True when BLAS matmuls outweigh the work parallel kernels would do (an LSTM's small
+    """True when BLAS calls outweigh the work parallel kernels would do (an LSTM's small
     per-step products, an MLP), so BLAS gets the threads and the kernels run serial."""
     blas = kernels = 0.0
     for n in g.nodes:
-        if n.op.name == "matmul":
-            (m, k), (_, c) = n.inputs[0].shape, n.inputs[1].shape
-            blas += 2 * m * k * c * _NS_PER["blas flop"]
+        gemm = n.op.blas_flops(n)
+        if gemm:
+            blas += gemm * _NS_PER["blas flop"]
             continue
         size = max((o.type.size for o in n.outputs), default=0)
         if size >= PARALLEL_MIN_ELEMENTS:

@@ -1,0 +1,434 @@
+"""The LSTM recurrence as two ops: `lstm_seq` runs every time step, `lstm_seq_backward` every
+step of its gradient in reverse.
+
+Unrolled into matmul, split and elementwise ops, a 32-step LSTM and its gradient are ~330
+executable steps; as two ops, each is one Numba kernel whose time loop calls BLAS once per step
+(the recurrent product) and computes the gates in the same pass. What is not sequential stays
+outside, as plain ops: the input projection of all steps at once (one GEMM, `xp` below) and
+the recurrent-weight gradient (one GEMM over all steps, in `LstmSeq.vjp`).
+
+Layout: columns are (time, observation) pairs, time-major, so a step is a block of N
+columns, as in MATLAB's (features, observations) matrices; the per-step products are then
+R (4H, H) times an (H, N) block, the orientation OpenBLAS runs fastest (25 us against 50 us for
+the transposed one, measured at H = 128, N = 32). `S` and `C` hold N columns of initial state
+before the T steps' columns.
+
+    xp (4H, T·N)   input projection plus bias; gate blocks i, f, g, o (MATLAB's order)
+    R  (4H, H)     recurrent weights
+    h0, c0 (H, N)  initial states
+    S, C (H, N + T·N)   hidden and cell states: initial, then after each step
+    A (4H, T·N)    the activated gates, kept for the backward pass
+
+`lstm_seq_backward` is differentiated again through the same computation written in primitive
+ops (`_backward_graph`), so an LSTM has gradients of every order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DTypeError, ShapeError
+from ..ir.types import TensorType
+from .base import Lowering, OpDef, Sample, register, require_float
+
+STATES = ("tanh", "softsign", "relu")
+GATES = ("sigmoid", "hard-sigmoid")
+
+
+# --- the activations and their derivatives, in NumPy and in kernel source ---------------------
+
+
+def _sigmoid(z):
+    e = np.exp(-np.abs(z))  # the two-branch form never overflows
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+_NP = {"tanh": np.tanh, "softsign": lambda z: z / (1 + np.abs(z)),
+       "relu": lambda z: np.maximum(z, 0), "sigmoid": _sigmoid,
+       "hard-sigmoid": lambda z: np.clip(0.2 * z + 0.5, 0, 1).astype(z.dtype, copy=False)}
+# derivatives as functions of the activation's output y (relu and hard-sigmoid: 0 at the kinks)
+_NP_D = {"tanh": lambda y: 1 - y * y, "softsign": lambda y: (1 - np.abs(y)) ** 2,
+         "relu": lambda y: (y > 0).astype(y.dtype), "sigmoid": lambda y: y * (1 - y),
+         "hard-sigmoid": lambda y: 0.2 * ((y > 0) & (y < 1)).astype(y.dtype)}
+
+# kernel source; ONE, ZERO, FIFTH and HALF are constants of the kernel's float type (a float64
+# literal would turn float32 arithmetic into float64, at half the vector width)
+_SRC = {"tanh": "fast_tanh({0})", "softsign": "{0} / (ONE + abs({0}))",
+        "relu": "max({0}, ZERO)", "sigmoid": "fast_sigmoid({0})",
+        "hard-sigmoid": "min(max(FIFTH * {0} + HALF, ZERO), ONE)"}
+_SRC_D = {"tanh": "(ONE - {0} * {0})", "softsign": "((ONE - abs({0})) * (ONE - abs({0})))",
+          "relu": "(ONE if {0} > ZERO else ZERO)", "sigmoid": "({0} - {0} * {0})",
+          "hard-sigmoid": "(FIFTH if {0} > ZERO and {0} < ONE else ZERO)"}
+_CONSTANTS = {"ONE": 1.0, "ZERO": 0.0, "FIFTH": 0.2, "HALF": 0.5}
+
+
+def _src(template: str, node) -> str:
+    """A kernel expression with its constants spelled in the node's float type."""
+    cast = "np.float32" if node.outputs[0].dtype == "f32" else "np.float64"
+    for name, value in _CONSTANTS.items():
+        template = template.replace(name, f"{cast}({value})")
+    return template
+
+
+def _check_fns(op: str, state: str, gate: str) -> None:
+    if state not in STATES:
+        raise ShapeError(f"{op}: state activation must be one of {STATES}, got {state!r}")
+    if gate not in GATES:
+        raise ShapeError(f"{op}: gate activation must be one of {GATES}, got {gate!r}")
+
+
+def _same_float(op: str, types: list[TensorType], names: tuple[str, ...]) -> str:
+    for t, name in zip(types, names):
+        require_float(op, t, name)
+    dtypes = {t.dtype for t in types}
+    if len(dtypes) > 1:
+        raise DTypeError(f"{op}: inputs must share one float dtype, got " + ", ".join(
+            f"{name} {t.dtype}" for t, name in zip(types, names)))
+    return types[0].dtype
+
+
+def _sizes(op: str, xp: TensorType, r: TensorType, h0: TensorType) -> tuple[int, int, int]:
+    """(T, N, H) from the projection, the recurrent weights and an initial state."""
+    h = r.shape[1] if r.ndim == 2 else 0
+    n = h0.shape[1] if h0.ndim == 2 else 0
+    if (r.ndim != 2 or r.shape[0] != 4 * h or h0.ndim != 2 or h0.shape[0] != h or n < 1
+            or xp.ndim != 2 or xp.shape[0] != 4 * h or xp.shape[1] % n or not xp.shape[1]):
+        raise ShapeError(f"{op}: needs xp (4H, T·N), R (4H, H) and states (H, N); got xp "
+                         f"{xp.shape}, R {r.shape}, state {h0.shape}")
+    return xp.shape[1] // n, n, h
+
+
+# --- the forward recurrence -------------------------------------------------------------------
+
+
+@register
+class LstmSeq(OpDef):
+    """S, C, A = every step of c = f⊙c + i⊙g, h = o⊙σ_s(c), [i f g o] = σ(xp_t + h R^T)"""
+
+    name = "lstm_seq"
+    attrs = {"state": "tanh", "gate": "sigmoid"}
+
+    def infer(self, in_types, state, gate):
+        _check_fns(self.name, state, gate)
+        xp, r, h0, c0 = in_types
+        dtype = _same_float(self.name, in_types, ("xp", "R", "h0", "c0"))
+        t, n, h = _sizes(self.name, xp, r, h0)
+        if c0.shape != h0.shape:
+            raise ShapeError(f"{self.name}: h0 {h0.shape} and c0 {c0.shape} must match")
+        states = TensorType(dtype, (h, n + t * n))
+        return [states, states, TensorType(dtype, (4 * h, t * n))]
+
+    def ref(self, xp, r, h0, c0, state, gate):
+        h, n = h0.shape
+        fs, fg = _NP[state], _NP[gate]
+        s = np.empty((h, n + xp.shape[1]), xp.dtype)
+        c = np.empty_like(s)
+        a = np.empty_like(xp)
+        s[:, :n], c[:, :n] = h0, c0
+        for k in range(0, xp.shape[1], n):
+            z = xp[:, k:k + n] + r @ s[:, k:k + n]
+            gates = a[:, k:k + n]
+            gates[:h], gates[h:2 * h] = fg(z[:h]), fg(z[h:2 * h])
+            gates[2 * h:3 * h], gates[3 * h:] = fs(z[2 * h:3 * h]), fg(z[3 * h:])
+            i, f, g, o = np.split(gates, 4)
+            c[:, k + n:k + 2 * n] = f * c[:, k:k + n] + i * g
+            s[:, k + n:k + 2 * n] = o * fs(c[:, k + n:k + 2 * n])
+        return s, c, a
+
+    def vjp(self, b, node, cts):
+        xp, r, h0, c0 = node.inputs
+        s, c, a = node.outputs
+        ds, dc, da = cts
+        ds = ds if ds is not None else b.zeros_like(s)
+        ins = [a, c, r, ds] + [v for v in (dc, da) if v is not None]
+        dz, dh0, dc0 = b.emit_node("lstm_seq_backward", *ins, **node.attrs,
+                                   has_dc=dc is not None, has_da=da is not None).outputs
+        # the recurrent-weight gradient of every step in one GEMM: dZ · (the states before
+        # each step, the leading T·N columns of S)^T
+        n, tn = h0.shape[1], xp.shape[1]
+        before = b.emit_node("split", s, axis=1, sizes=(tn, n)).outputs[0]
+        dr = b.emit("matmul", dz, b.emit("transpose", before, perm=(1, 0)))
+        return [dz, dr, dh0, dc0]
+
+    def lower_numba(self, node):
+        gate, state = _src(_SRC[node.attrs["gate"]], node), _src(_SRC[node.attrs["state"]], node)
+        pre = "(z[{0}j, q] + xp[{0}j, col])".format
+        source = _FORWARD.format(gate_i=gate.format(pre("")), gate_f=gate.format(pre("hd + ")),
+                                 state_g=state.format(pre("2 * hd + ")),
+                                 gate_o=gate.format(pre("3 * hd + ")), state_c=state.format("cc"))
+
+        def call(kernel, ins, outs):
+            kernel(*ins, *outs)
+        return Lowering(call, source)
+
+    def blas_flops(self, node):
+        xp, r = node.inputs[0].shape, node.inputs[1].shape
+        return 2 * xp[1] * r[0] * r[1]
+
+    def samples(self, rng):
+        def case(t, n, h, state, gate, scale=0.6):
+            return Sample([rng.normal(size=(4 * h, t * n)), rng.normal(size=(4 * h, h)) * scale,
+                           rng.normal(size=(h, n)) * 0.5, rng.normal(size=(h, n)) * 0.5],
+                          {"state": state, "gate": gate})
+        # hard-sigmoid's kinks sit at |z| = 2.5 and relu's at 0: inputs of the kinked
+        # activations stay small and away from them (h and c stay near 0 with relu)
+        return [case(3, 2, 3, "tanh", "sigmoid"), case(1, 1, 2, "tanh", "sigmoid"),
+                case(2, 3, 2, "softsign", "sigmoid"), case(2, 2, 2, "tanh", "hard-sigmoid", 0.3)]
+
+
+# --- its gradient -----------------------------------------------------------------------------
+
+
+@register
+class LstmSeqBackward(OpDef):
+    """dZ, dh0, dc0 = the LSTM's pre-activation, initial-state gradients from dS (dC, dA)"""
+
+    name = "lstm_seq_backward"
+    attrs = {"state": "tanh", "gate": "sigmoid", "has_dc": False, "has_da": False}
+
+    def _inputs(self, args, has_dc, has_da):
+        """(A, C, R, dS, dC or None, dA or None) from the positional inputs."""
+        a, c, r, ds, *rest = args
+        dc = rest.pop(0) if has_dc else None
+        da = rest.pop(0) if has_da else None
+        return a, c, r, ds, dc, da
+
+    def infer(self, in_types, state, gate, has_dc, has_da):
+        _check_fns(self.name, state, gate)
+        want = 4 + bool(has_dc) + bool(has_da)
+        if len(in_types) != want:
+            raise ShapeError(f"{self.name}: expects {want} inputs (A, C, R, dS"
+                             f"{', dC' if has_dc else ''}{', dA' if has_da else ''}), got "
+                             f"{len(in_types)}")
+        a, c, r, ds, dc, da = self._inputs(in_types, has_dc, has_da)
+        names = ("A", "C", "R", "dS") + ("dC",) * bool(has_dc) + ("dA",) * bool(has_da)
+        dtype = _same_float(self.name, list(in_types), names)
+        h = r.shape[1] if r.ndim == 2 else 0
+        ok = (r.ndim == 2 and r.shape[0] == 4 * h and a.ndim == 2 and a.shape[0] == 4 * h
+              and c.ndim == 2 and c.shape[0] == h and c.shape[1] > a.shape[1] > 0
+              and a.shape[1] % (c.shape[1] - a.shape[1]) == 0 and ds.shape == c.shape
+              and (dc is None or dc.shape == c.shape) and (da is None or da.shape == a.shape))
+        if not ok:
+            raise ShapeError(f"{self.name}: needs A (4H, T·N), C and dS (H, N + T·N), "
+                             f"R (4H, H); got A {a.shape}, C {c.shape}, dS {ds.shape}, "
+                             f"R {r.shape}")
+        n = c.shape[1] - a.shape[1]
+        return [TensorType(dtype, a.shape), TensorType(dtype, (h, n)), TensorType(dtype, (h, n))]
+
+    def ref(self, *args, state, gate, has_dc, has_da):
+        a, c, r, ds, dc, da = self._inputs(args, has_dc, has_da)
+        tn, h = a.shape[1], r.shape[1]
+        n = c.shape[1] - tn
+        fs, ds_, dg_ = _NP[state], _NP_D[state], _NP_D[gate]
+        dz = np.empty_like(a)
+        dh, dcc = np.zeros((h, n), a.dtype), np.zeros((h, n), a.dtype)
+        for k in range(tn - n, -1, -n):
+            i, f, g, o = np.split(a[:, k:k + n], 4)
+            sc = fs(c[:, k + n:k + 2 * n])
+            dhv = ds[:, k + n:k + 2 * n] + dh
+            dcv = dcc + dhv * o * ds_(sc)
+            if dc is not None:
+                dcv += dc[:, k + n:k + 2 * n]
+            parts = [dcv * g, dcv * c[:, k:k + n], dcv * i, dhv * sc]
+            if da is not None:
+                parts = [p + q for p, q in zip(parts, np.split(da[:, k:k + n], 4))]
+            dz[:, k:k + n] = np.concatenate(
+                [parts[0] * dg_(i), parts[1] * dg_(f), parts[2] * ds_(g), parts[3] * dg_(o)])
+            dcc = dcv * f
+            dh = r.T @ dz[:, k:k + n]
+        dh0 = ds[:, :n] + dh
+        dc0 = dcc + dc[:, :n] if dc is not None else dcc
+        return dz, dh0, dc0
+
+    def vjp(self, b, node, cts):
+        # through the same computation written in primitive ops: the objective sum_k <out_k,
+        # ct_k> differentiated by the ordinary autodiff pass
+        from ..autodiff import backward
+
+        # the inputs as leaves (a relabel each): autodiff must not follow A and C back into
+        # the lstm_seq that made them, which the enclosing differentiation does itself
+        leaves = [b.emit("relabel", v, fmt=v.fmt) for v in node.inputs]
+        outs = _backward_graph(b, leaves, node.attrs)
+        objective = None
+        for o, ct in zip(outs, cts):
+            if ct is None:
+                continue
+            term = b.emit("reduce_sum", b.mul(o, ct), axes=(0, 1))
+            objective = term if objective is None else b.add(objective, term)
+        if objective is None:
+            return [None] * len(node.inputs)
+        return backward(b, objective, leaves)
+
+    def lower_numba(self, node):
+        at = node.attrs
+        g, s = _src(_SRC_D[at["gate"]], node), _src(_SRC_D[at["state"]], node)
+        source = _BACKWARD.format(
+            args=", dc" * at["has_dc"] + ", da" * at["has_da"],
+            state_c=_src(_SRC[at["state"]], node).format("c[j, nxt]"), dstate_c=s.format("sc"),
+            dc_in=" + dc[j, nxt]" if at["has_dc"] else "",
+            da_i=" + da[j, col]" if at["has_da"] else "",
+            da_f=" + da[hd + j, col]" if at["has_da"] else "",
+            da_g=" + da[2 * hd + j, col]" if at["has_da"] else "",
+            da_o=" + da[3 * hd + j, col]" if at["has_da"] else "",
+            dgate_i=g.format("ai"), dgate_f=g.format("af"), dstate_g=s.format("ag"),
+            dgate_o=g.format("ao"),
+            dc0="dc[j, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]")
+
+        def call(kernel, ins, outs):
+            a, c, r, ds, *rest = ins
+            kernel(*outs, a, c, r, ds, *rest)
+        return Lowering(call, source)
+
+    def blas_flops(self, node):
+        a, r = node.inputs[0].shape, node.inputs[2].shape
+        return 2 * a[1] * r[0] * r[1]
+
+    def samples(self, rng):
+        out, fwd = [], LstmSeq()
+        flags = ((False, False), (True, True), (True, False), (False, True))
+        for s, (has_dc, has_da) in zip(fwd.samples(rng), flags):
+            st, c, a = fwd.ref(*s.args, **s.attrs)
+            extra = ([rng.normal(size=c.shape)] if has_dc else []) + (
+                [rng.normal(size=a.shape)] if has_da else [])
+            # A and C as the forward pass leaves them: gates in (0, 1), g in (-1, 1)
+            out.append(Sample([a, c, s.args[1], rng.normal(size=st.shape), *extra],
+                              {**s.attrs, "has_dc": has_dc, "has_da": has_da}))
+        return out
+
+
+def _backward_graph(b, inputs, at):
+    """lstm_seq_backward's outputs computed with primitive ops (split, matmul, elementwise),
+    step by step; used only to differentiate it."""
+    a, c, r, ds, dc, da = LstmSeqBackward()._inputs(inputs, at["has_dc"], at["has_da"])
+    tn, h = a.shape[1], r.shape[1]
+    n = c.shape[1] - tn
+    t = tn // n
+
+    def steps(v, blocks):
+        return b.emit_node("split", v, axis=1, sizes=(n,) * blocks).outputs if blocks > 1 \
+            else [v]
+
+    def gates(v):
+        return b.emit_node("split", v, axis=0, sizes=(h,) * 4).outputs
+
+    one = b.const(1.0, a.dtype)
+
+    def act(kind, z):
+        if kind == "tanh":
+            return b.emit("tanh", z)
+        if kind == "softsign":
+            return b.emit("div", z, b.add(one, b.emit("abs", z)))
+        return b.emit("relu", z)
+
+    def deriv(kind, y):
+        if kind in ("tanh", "sigmoid"):
+            y2 = b.mul(y, y)
+            return b.emit("sub", one, y2) if kind == "tanh" else b.emit("sub", y, y2)
+        if kind == "softsign":
+            m = b.emit("sub", one, b.emit("abs", y))
+            return b.mul(m, m)
+        zero = b.const(0.0, a.dtype)
+        inside = b.emit("greater", y, zero)
+        if kind == "hard-sigmoid":
+            inside = b.emit("mul", b.emit("cast", inside, dtype=a.dtype),
+                            b.emit("cast", b.emit("less", y, one), dtype=a.dtype))
+            return b.mul(b.const(0.2, a.dtype), inside)
+        return b.emit("cast", inside, dtype=a.dtype)
+
+    a_t, c_t, ds_t = steps(a, t), steps(c, t + 1), steps(ds, t + 1)
+    dc_t = steps(dc, t + 1) if dc is not None else None
+    da_t = steps(da, t) if da is not None else None
+    rt = b.emit("transpose", r, perm=(1, 0))
+    dh = dcc = None
+    dz_t = [None] * t
+    for k in range(t - 1, -1, -1):
+        i, f, g, o = gates(a_t[k])
+        sc = act(at["state"], c_t[k + 1])
+        dhv = ds_t[k + 1] if dh is None else b.add(ds_t[k + 1], dh)
+        dcv = b.mul(dhv, b.mul(o, deriv(at["state"], sc)))
+        if dcc is not None:
+            dcv = b.add(dcv, dcc)
+        if dc_t is not None:
+            dcv = b.add(dcv, dc_t[k + 1])
+        parts = [b.mul(dcv, g), b.mul(dcv, c_t[k]), b.mul(dcv, i), b.mul(dhv, sc)]
+        if da_t is not None:
+            parts = [b.add(p, q) for p, q in zip(parts, gates(da_t[k]))]
+        dgates = [b.mul(parts[0], deriv(at["gate"], i)), b.mul(parts[1], deriv(at["gate"], f)),
+                  b.mul(parts[2], deriv(at["state"], g)), b.mul(parts[3], deriv(at["gate"], o))]
+        dz_t[k] = b.emit("concatenate", *dgates, axis=0)
+        dcc = b.mul(dcv, f)
+        dh = b.emit("matmul", rt, dz_t[k])
+    dz = dz_t[0] if t == 1 else b.emit("concatenate", *dz_t, axis=1)
+    dh0 = b.add(ds_t[0], dh)
+    dc0 = b.add(dc_t[0], dcc) if dc_t is not None else dcc
+    return [dz, dh0, dc0]
+
+
+# --- Numba kernels: the time loop, one BLAS call per step (on BLAS's threads) -----------------
+
+_FORWARD = """def kernel(xp, r, h0, c0, s, c, a):
+    hd, n = h0.shape[0], h0.shape[1]
+    # the step's values as (., N) blocks: `h` for the GEMM, `z` the gates (pre-activations,
+    # then activations) and `cb` the cell state. The gate loop reads and writes only these
+    # (an output written at a computed column is a dependence LLVM cannot vectorize past);
+    # whole blocks are then copied into the outputs
+    z = np.empty((4 * hd, n), dtype=s.dtype)
+    h = np.empty((hd, n), dtype=s.dtype)
+    cb = np.empty((hd, n), dtype=s.dtype)
+    h[:, :] = h0
+    cb[:, :] = c0
+    s[:, :n] = h0
+    c[:, :n] = c0
+    for k in range(xp.shape[1] // n):
+        np.dot(r, h, z)
+        for j in range(hd):
+            for q in range(n):
+                col = k * n + q
+                ai = {gate_i}
+                af = {gate_f}
+                ag = {state_g}
+                ao = {gate_o}
+                cc = af * cb[j, q] + ai * ag
+                cb[j, q] = cc
+                h[j, q] = ao * {state_c}
+                z[j, q] = ai
+                z[hd + j, q] = af
+                z[2 * hd + j, q] = ag
+                z[3 * hd + j, q] = ao
+        a[:, k * n:(k + 1) * n] = z
+        c[:, (k + 1) * n:(k + 2) * n] = cb
+        s[:, (k + 1) * n:(k + 2) * n] = h
+    return 0
+"""
+
+_BACKWARD = """def kernel(dz, dh0, dc0, a, c, r, ds{args}):
+    hd, n = dh0.shape[0], dh0.shape[1]
+    rt = np.ascontiguousarray(r.T)
+    g = np.empty((4 * hd, n), dtype=dz.dtype)  # the step's dZ as a block (as in the forward)
+    dh = np.zeros((hd, n), dtype=dz.dtype)
+    dcc = np.zeros((hd, n), dtype=dz.dtype)
+    for k in range(a.shape[1] // n - 1, -1, -1):
+        for j in range(hd):
+            for q in range(n):
+                col = k * n + q
+                nxt = col + n
+                ai = a[j, col]
+                af = a[hd + j, col]
+                ag = a[2 * hd + j, col]
+                ao = a[3 * hd + j, col]
+                sc = {state_c}
+                dhv = ds[j, nxt] + dh[j, q]
+                dcv = dcc[j, q] + dhv * ao * {dstate_c}{dc_in}
+                g[j, q] = (dcv * ag{da_i}) * {dgate_i}
+                g[hd + j, q] = (dcv * c[j, col]{da_f}) * {dgate_f}
+                g[2 * hd + j, q] = (dcv * ai{da_g}) * {dstate_g}
+                g[3 * hd + j, q] = (dhv * sc{da_o}) * {dgate_o}
+                dcc[j, q] = dcv * af
+        dz[:, k * n:(k + 1) * n] = g
+        np.dot(rt, g, dh)
+    for j in range(hd):
+        for q in range(n):
+            dh0[j, q] = ds[j, q] + dh[j, q]
+            dc0[j, q] = {dc0}
+    return 0
+"""
