@@ -154,8 +154,8 @@ class LstmSeq(OpDef):
         gate, state = _src(_SRC[node.attrs["gate"]], node), _src(_SRC[node.attrs["state"]], node)
         pre = "(z[{0}j, q] + xp[{0}j, col])".format
         source = _FORWARD.format(gate_i=gate.format(pre("")), gate_f=gate.format(pre("hd + ")),
-                                 state_g=state.format(pre("2 * hd + ")),
-                                 gate_o=gate.format(pre("3 * hd + ")), state_c=state.format("cc"))
+                                 state_g=state.format(pre("h2 + ")),
+                                 gate_o=gate.format(pre("h3 + ")), state_c=state.format("cc"))
 
         def call(kernel, ins, outs):
             kernel(*ins, *outs)
@@ -268,8 +268,8 @@ class LstmSeqBackward(OpDef):
             dc_in=" + dc[j, nxt]" if at["has_dc"] else "",
             da_i=" + da[j, col]" if at["has_da"] else "",
             da_f=" + da[hd + j, col]" if at["has_da"] else "",
-            da_g=" + da[2 * hd + j, col]" if at["has_da"] else "",
-            da_o=" + da[3 * hd + j, col]" if at["has_da"] else "",
+            da_g=" + da[h2 + j, col]" if at["has_da"] else "",
+            da_o=" + da[h3 + j, col]" if at["has_da"] else "",
             dgate_i=g.format("ai"), dgate_f=g.format("af"), dstate_g=s.format("ag"),
             dgate_o=g.format("ao"),
             dc0="dc[j, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]")
@@ -366,65 +366,81 @@ def _backward_graph(b, inputs, at):
 
 # --- Numba kernels: the time loop, one BLAS call per step (on BLAS's threads) -----------------
 
+# Every index is unsigned (uint64 arithmetic throughout: with a signed one Numba adds a
+# negative-index check, and LLVM then cannot tell that the gate loop's writes into the outputs
+# never meet its reads, so the loop stays scalar: 4x slower, measured). The step's states are
+# kept as (., N) blocks too: `h` for the GEMM, and `cb` so the loop never reads an output.
 _FORWARD = """def kernel(xp, r, h0, c0, s, c, a):
-    hd, n = h0.shape[0], h0.shape[1]
-    # the step's values as (., N) blocks: `h` for the GEMM, `z` the gates (pre-activations,
-    # then activations) and `cb` the cell state. The gate loop reads and writes only these
-    # (an output written at a computed column is a dependence LLVM cannot vectorize past);
-    # whole blocks are then copied into the outputs
-    z = np.empty((4 * hd, n), dtype=s.dtype)
-    h = np.empty((hd, n), dtype=s.dtype)
-    cb = np.empty((hd, n), dtype=s.dtype)
-    h[:, :] = h0
-    cb[:, :] = c0
-    s[:, :n] = h0
-    c[:, :n] = c0
-    for k in range(xp.shape[1] // n):
+    hd, n = np.uint64(h0.shape[0]), np.uint64(h0.shape[1])
+    h2 = hd + hd
+    h3 = h2 + hd
+    z = np.empty((4 * h0.shape[0], h0.shape[1]), dtype=s.dtype)
+    h = np.empty((h0.shape[0], h0.shape[1]), dtype=s.dtype)
+    cb = np.empty((h0.shape[0], h0.shape[1]), dtype=s.dtype)
+    for j in range(hd):
+        for q in range(n):
+            h[j, q] = h0[j, q]
+            cb[j, q] = c0[j, q]
+            s[j, q] = h0[j, q]
+            c[j, q] = c0[j, q]
+    for k in range(np.uint64(xp.shape[1]) // n):
         np.dot(r, h, z)
         for j in range(hd):
             for q in range(n):
                 col = k * n + q
+                nxt = col + n
                 ai = {gate_i}
                 af = {gate_f}
                 ag = {state_g}
                 ao = {gate_o}
                 cc = af * cb[j, q] + ai * ag
+                hv = ao * {state_c}
                 cb[j, q] = cc
-                h[j, q] = ao * {state_c}
-                z[j, q] = ai
-                z[hd + j, q] = af
-                z[2 * hd + j, q] = ag
-                z[3 * hd + j, q] = ao
-        a[:, k * n:(k + 1) * n] = z
-        c[:, (k + 1) * n:(k + 2) * n] = cb
-        s[:, (k + 1) * n:(k + 2) * n] = h
+                h[j, q] = hv
+                c[j, nxt] = cc
+                s[j, nxt] = hv
+                a[j, col] = ai
+                a[hd + j, col] = af
+                a[h2 + j, col] = ag
+                a[h3 + j, col] = ao
     return 0
 """
 
 _BACKWARD = """def kernel(dz, dh0, dc0, a, c, r, ds{args}):
-    hd, n = dh0.shape[0], dh0.shape[1]
+    hd, n = np.uint64(dh0.shape[0]), np.uint64(dh0.shape[1])
+    h2 = hd + hd
+    h3 = h2 + hd
+    steps = np.uint64(a.shape[1]) // n
     rt = np.ascontiguousarray(r.T)
-    g = np.empty((4 * hd, n), dtype=dz.dtype)  # the step's dZ as a block (as in the forward)
-    dh = np.zeros((hd, n), dtype=dz.dtype)
-    dcc = np.zeros((hd, n), dtype=dz.dtype)
-    for k in range(a.shape[1] // n - 1, -1, -1):
+    g = np.empty((a.shape[0], dh0.shape[1]), dtype=dz.dtype)  # the step's dZ, for the GEMM
+    dh = np.zeros((dh0.shape[0], dh0.shape[1]), dtype=dz.dtype)
+    dcc = np.zeros((dh0.shape[0], dh0.shape[1]), dtype=dz.dtype)
+    for back in range(steps):
+        k = steps - back - np.uint64(1)
         for j in range(hd):
             for q in range(n):
                 col = k * n + q
                 nxt = col + n
                 ai = a[j, col]
                 af = a[hd + j, col]
-                ag = a[2 * hd + j, col]
-                ao = a[3 * hd + j, col]
+                ag = a[h2 + j, col]
+                ao = a[h3 + j, col]
                 sc = {state_c}
                 dhv = ds[j, nxt] + dh[j, q]
                 dcv = dcc[j, q] + dhv * ao * {dstate_c}{dc_in}
-                g[j, q] = (dcv * ag{da_i}) * {dgate_i}
-                g[hd + j, q] = (dcv * c[j, col]{da_f}) * {dgate_f}
-                g[2 * hd + j, q] = (dcv * ai{da_g}) * {dstate_g}
-                g[3 * hd + j, q] = (dhv * sc{da_o}) * {dgate_o}
+                gi = (dcv * ag{da_i}) * {dgate_i}
+                gf = (dcv * c[j, col]{da_f}) * {dgate_f}
+                gg = (dcv * ai{da_g}) * {dstate_g}
+                go = (dhv * sc{da_o}) * {dgate_o}
+                g[j, q] = gi
+                g[hd + j, q] = gf
+                g[h2 + j, q] = gg
+                g[h3 + j, q] = go
+                dz[j, col] = gi
+                dz[hd + j, col] = gf
+                dz[h2 + j, col] = gg
+                dz[h3 + j, col] = go
                 dcc[j, q] = dcv * af
-        dz[:, k * n:(k + 1) * n] = g
         np.dot(rt, g, dh)
     for j in range(hd):
         for q in range(n):
