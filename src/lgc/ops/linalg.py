@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from ..ir.types import TensorType, result_dtype
+from ..ir.types import TensorType, np_dtype, result_dtype
 from .base import Lowering, OpDef, Sample, register, require_float
 
 
@@ -35,8 +35,20 @@ class Matmul(OpDef):
         return [b.relabel(gx, x.fmt), b.relabel(gy, y.fmt)]
 
     def lower_numba(self, node):
-        # BLAS through NumPy, straight into the planned output buffer
-        return Lowering(lambda kernel, ins, outs: np.matmul(ins[0], ins[1], out=outs[0]))
+        # BLAS straight into the planned output buffer, through the kernel below: Numba's np.dot
+        # calls SciPy's BLAS, the one kernels with in-kernel GEMMs (LSTM, convolution) call.
+        # NumPy's own BLAS is a second library with a second set of threads, and two sets
+        # spinning on the same cores slow each other down several times (measured: an LSTM
+        # step 7 -> 27 ms when its kernels' GEMMs and the matmuls used different libraries)
+        dtype = np_dtype(node.out.dtype)
+
+        def blasable(a):
+            a = a if a.dtype == dtype else a.astype(dtype)
+            return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
+
+        def call(kernel, ins, outs):
+            kernel(blasable(ins[0]), blasable(ins[1]), outs[0])
+        return Lowering(call, _MATMUL)
 
     def blas_flops(self, node):
         (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
@@ -45,3 +57,8 @@ class Matmul(OpDef):
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 4)), rng.normal(size=(4, 5))])]
 
+
+_MATMUL = """def kernel(x, y, z):
+    np.dot(x, y, z)
+    return 0
+"""
