@@ -434,3 +434,65 @@ def test_threaded_lowerings_match_reference(name, args, attrs):
     assert exe.stats["threads"] == "kernels"  # the parts-of-the-loop path ran
     for u, v in zip(exe(args), run_graph(g, args)):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def _lstm_case(t, n, h):
+    xp = RNG.normal(size=(4 * h, t * n))
+    r, h0, c0 = RNG.normal(size=(4 * h, h)) * 0.1, RNG.normal(size=(h, n)), RNG.normal(size=(h, n))
+    return xp, r, h0, c0
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("state,gate", [("tanh", "sigmoid"), ("softsign", "hard-sigmoid")])
+def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, threads, state,
+                                                                  gate):
+    """The recurrence kernels split the hidden units between threads that meet at a barrier
+    every step (here 2 or 3 threads, blocks of 21/21/22 units): a block off by one, a missing
+    barrier or a step buffer reused too early gives wrong states or gradients."""
+    from lgc.ops import lstm
+
+    monkeypatch.setattr(lstm, "_threads", lambda hidden, batch: threads)
+    xp, r, h0, c0 = _lstm_case(5, 6, 64)
+    attrs = {"state": state, "gate": gate}
+    g, args = _one_op("lstm_seq", [xp, r, h0, c0], attrs, "f64")
+    states = run_graph(g, args)
+    for u, v in zip(NumbaExecutable(g)(args), states):
+        np.testing.assert_allclose(u, v, **TOLERANCE["f64"])
+    s, c, a = states
+    cts = [RNG.normal(size=s.shape), RNG.normal(size=c.shape), RNG.normal(size=a.shape)]
+    g, args = _one_op("lstm_seq_backward", [a, c, r, *cts],
+                      {**attrs, "has_dc": True, "has_da": True}, "f64")
+    exe = NumbaExecutable(g)
+    want = run_graph(g, args)
+    for _ in range(2):  # the second call reuses the planned buffers
+        for u, v in zip(exe(args), want):
+            np.testing.assert_allclose(u, v, **TOLERANCE["f64"])
+
+
+def test_lstm_kernels_split_big_recurrences_between_threads():
+    """A train-step-sized LSTM (H = 128, N = 32) runs on every kernel thread; a tiny one on
+    one (the pool's wake-up would cost more than it saves)."""
+    import numba
+
+    from lgc.ops.lstm import _threads
+
+    assert _threads(128, 32) == min(numba.get_num_threads(), 128)
+    assert _threads(3, 2) == 1
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_split_by_rows_between_kernel_threads_matches_reference(monkeypatch, transposed):
+    """In a program whose kernels have the threads, a big matmul runs as one single-threaded
+    GEMM per block of rows (101 rows: blocks of 50 and 51); x may be a transposed view."""
+    from lgc.backend.numba import blas
+
+    monkeypatch.setattr(blas, "matmul_bound", lambda g: False)
+    x, y = RNG.normal(size=(101, 300)), RNG.normal(size=(300, 80))
+    b = Builder(Graph("rows"))
+    xv, yv = emit_inputs(b, [x.T.copy() if transposed else x, y])
+    xv = b.emit("transpose", xv, perm=(1, 0)) if transposed else xv
+    b.graph.outputs = [b.emit("matmul", xv, yv)]
+    exe = NumbaExecutable(b.graph)
+    assert exe.stats["threads"] == "kernels"
+    args = [x.T.copy() if transposed else x, y]
+    np.testing.assert_allclose(exe(args)[0], x @ y, **TOLERANCE["f64"])

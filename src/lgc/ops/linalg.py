@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ir.types import TensorType, np_dtype, result_dtype
-from .base import Lowering, OpDef, Sample, register, require_float
+from .base import Lowering, OpDef, Sample, kernel_threads, register, require_float
 
 
 @register
@@ -48,6 +48,12 @@ class Matmul(OpDef):
 
         def call(kernel, ins, outs):
             kernel(blasable(ins[0]), blasable(ins[1]), outs[0])
+        m = node.out.shape[0]
+        # in a program whose kernels have the threads (BLAS single-threaded), a big product
+        # is split by rows between them, one single-threaded GEMM each
+        count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), m)
+        if count > 1:
+            return Lowering(call, _MATMUL_ROWS, count)
         return Lowering(call, _MATMUL)
 
     def blas_flops(self, node):
@@ -62,3 +68,10 @@ _MATMUL = """def kernel(x, y, z):
     np.dot(x, y, z)
     return 0
 """
+_MATMUL_ROWS = """def kernel(x, y, z, t, T):
+    i0, i1 = t * x.shape[0] // T, (t + 1) * x.shape[0] // T
+    np.dot(np.ascontiguousarray(x[i0:i1]), y, z[i0:i1])
+    return 0
+"""
+# a GEMM flop costs about this many elementwise kernel elements, for `kernel_threads`
+GEMM_FLOPS_PER_ELEMENT = 16

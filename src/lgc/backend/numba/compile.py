@@ -31,7 +31,7 @@ import math
 import numpy as np
 from numba import njit
 
-from lgc.backend.numba.intrinsics import fast_exp, fast_sigmoid, fast_tanh
+from lgc.backend.numba.intrinsics import fast_exp, fast_sigmoid, fast_tanh, step_barrier
 
 '''
 

@@ -10,6 +10,10 @@ in NumPy. Loops vectorize under error_model="numpy" (the kernels' flag: the Pyth
 zero-division checks would stop it). In plain Python the functions are NumPy's, so the
 kernels mean the same thing everywhere; the generated kernels import them (HEADER in
 compile.py), and templates name them through `expr_cpu` (ops/elementwise.py).
+
+`step_barrier` lets the threads of one kernel call (lgc's pool runs it once per thread) wait
+for each other between the steps of a recurrence, on atomic loads and stores that LLVM keeps
+inside the loop.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["fast_exp", "fast_sigmoid", "fast_tanh", "VERSION"]
+__all__ = ["fast_exp", "fast_sigmoid", "fast_tanh", "step_barrier", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -195,3 +200,70 @@ def _fast_tanh(x):
         return small if a < bound else big
 
     return impl
+
+
+# --- waiting on other threads ----------------------------------------------------------------
+
+
+def _int64_vector(arr, i) -> bool:
+    return (isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int64
+            and isinstance(i, types.Integer))
+
+
+@intrinsic
+def load_acquire(typingctx, arr, i):
+    """arr[i] as an atomic acquire load: never hoisted out of a loop, and nothing after it is
+    read before it."""
+    if not _int64_vector(arr, i):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(arr)(context, builder, value=args[0]).data
+        return builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
+
+    return types.int64(arr, i), codegen
+
+
+@intrinsic
+def store_release(typingctx, arr, i, value):
+    """arr[i] = value as an atomic release store: every write before it is seen first."""
+    if not _int64_vector(arr, i) or not isinstance(value, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(arr)(context, builder, value=args[0]).data
+        v = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(v, builder.gep(data, [args[1]]), "release", 8)
+        return context.get_dummy_value()
+
+    return types.none(arr, i, value), codegen
+
+
+@intrinsic
+def sched_yield(typingctx):
+    """The POSIX sched_yield(), by symbol name (a cached kernel must hold no addresses)."""
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                            "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+SYNC_STRIDE = 16  # int64 slots between two threads' counters: one cache line each
+SPINS = 4000  # spins before a waiting thread also yields its core (to a descheduled partner)
+
+
+@njit(nogil=True, cache=False, inline="always")
+def step_barrier(sync, t, count, step):
+    """Thread t of `count` has finished `step` (counting from 1); returns once every thread
+    has. `sync` holds count * SYNC_STRIDE zeros when the call starts."""
+    store_release(sync, t * SYNC_STRIDE, step)
+    for u in range(count):
+        spins = 0
+        while load_acquire(sync, u * SYNC_STRIDE) < step:
+            spins += 1
+            if spins > SPINS:
+                sched_yield()
