@@ -487,7 +487,7 @@ def test_matmul_split_by_rows_between_kernel_threads_matches_reference(monkeypat
     from lgc.backend.numba import blas
 
     monkeypatch.setattr(blas, "matmul_bound", lambda g: False)
-    x, y = RNG.normal(size=(101, 300)), RNG.normal(size=(300, 80))
+    x, y = RNG.normal(size=(101, 600)), RNG.normal(size=(600, 160))
     b = Builder(Graph("rows"))
     xv, yv = emit_inputs(b, [x.T.copy() if transposed else x, y])
     xv = b.emit("transpose", xv, perm=(1, 0)) if transposed else xv

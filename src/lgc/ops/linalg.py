@@ -73,5 +73,7 @@ _MATMUL_ROWS = """def kernel(x, y, z, t, T):
     np.dot(np.ascontiguousarray(x[i0:i1]), y, z[i0:i1])
     return 0
 """
-# a GEMM flop costs about this many elementwise kernel elements, for `kernel_threads`
-GEMM_FLOPS_PER_ELEMENT = 16
+# GEMM flops per elementwise-kernel element when asking `kernel_threads`: a product is split
+# from 2^24 flops (~0.2 ms on one thread), where the pool's wake-up (~50 us) is paid back and a
+# cold start's extra kernel (an np.dot kernel compiles in ~0.6 s) buys something
+GEMM_FLOPS_PER_ELEMENT = 64
