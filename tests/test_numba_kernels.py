@@ -436,10 +436,10 @@ def test_threaded_lowerings_match_reference(name, args, attrs):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
 
-def _lstm_case(t, n, h):
-    xp = RNG.normal(size=(4 * h, t * n))
-    r, h0, c0 = RNG.normal(size=(4 * h, h)) * 0.1, RNG.normal(size=(h, n)), RNG.normal(size=(h, n))
-    return xp, r, h0, c0
+def _lstm_case(t, n, h, d=3):
+    x, w, r = RNG.normal(size=(d, t * n)), RNG.normal(size=(4 * h, d)), RNG.normal(size=(4 * h, h))
+    return (x, w * 0.3, r * 0.1, RNG.normal(size=(4 * h, 1)), RNG.normal(size=(h, n)),
+            RNG.normal(size=(h, n)))
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -447,14 +447,15 @@ def _lstm_case(t, n, h):
 def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, threads, state,
                                                                   gate):
     """The recurrence kernels split the hidden units between threads that meet at a barrier
-    every step (here 2 or 3 threads, blocks of 21/21/22 units): a block off by one, a missing
-    barrier or a step buffer reused too early gives wrong states or gradients."""
+    every step (here 2 or 3 threads, blocks of 21/21/22 units; each stages its rows of the
+    next step's input): a block off by one, a missing barrier or a step buffer reused too early
+    gives wrong states or gradients."""
     from lgc.ops import lstm
 
     monkeypatch.setattr(lstm, "_threads", lambda hidden, batch: threads)
-    xp, r, h0, c0 = _lstm_case(5, 6, 64)
+    x, w, r, bias, h0, c0 = _lstm_case(5, 6, 64)
     attrs = {"state": state, "gate": gate}
-    g, args = _one_op("lstm_seq", [xp, r, h0, c0], attrs, "f64")
+    g, args = _one_op("lstm_seq", [x, w, r, bias, h0, c0], attrs, "f64")
     states = run_graph(g, args)
     for u, v in zip(NumbaExecutable(g)(args), states):
         np.testing.assert_allclose(u, v, **TOLERANCE["f64"])

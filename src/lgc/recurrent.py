@@ -216,10 +216,9 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
         dtype = np.result_type(*(_dtype(v) for v in (xs, w, r, b, h0, c0)))
         xs, w, r, b = (_as(v, dtype) for v in (xs, w, r, b))
         h0, c0 = (_full_state(_as(v, dtype), h, n) for v in (h0, c0))
-        # every step's input projection in one GEMM; the recurrence itself is one op
-        # (ops/lstm.py), its states as (H, N) blocks of columns, step after step
-        xp = apply("matmul", w, xs) + b
-        s, c, _ = apply("lstm_seq", xp, r, h0, c0, state=StateActivationFunction,
+        # the recurrence is one op (ops/lstm.py), input projection included, its states as
+        # (H, N) blocks of columns, step after step
+        s, c, _ = apply("lstm_seq", xs, w, r, b, h0, c0, state=StateActivationFunction,
                         gate=GateActivationFunction)
         y = _columns_to_sequence(_split(s, 1, [n, t * n])[1], h, n, t, out_fmt)
         hn, cn = (_split(v, 1, [t * n, n])[1] for v in (s, c))

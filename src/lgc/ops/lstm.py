@@ -3,19 +3,19 @@ step of its gradient in reverse.
 
 Unrolled into matmul, split and elementwise ops, a 32-step LSTM and its gradient are ~330
 executable steps; as two ops, each is one Numba kernel whose time loop calls BLAS once per step
-(the recurrent product) and computes the gates in the same pass, its threads each owning a
-block of hidden units and meeting once per step (see the kernels below). What is not
-sequential stays outside, as plain ops: the input projection of all steps at once (one GEMM,
-`xp` below) and the recurrent-weight gradient (one GEMM over all steps, in `LstmSeq.vjp`).
+(the input and recurrent products at once, [W R]·[x_t; h]) and computes the gates in the same
+pass, its threads each owning a block of hidden units and meeting once per step (see the
+kernels below). The weight gradients are not sequential: one GEMM each over all steps, in
+`LstmSeq.vjp`.
 
 Layout: columns are (time, observation) pairs, time-major, so a step is a block of N
 columns, as in MATLAB's (features, observations) matrices; the per-step products are then
-R (4H, H) times an (H, N) block, the orientation OpenBLAS runs fastest (25 us against 50 us for
-the transposed one, measured at H = 128, N = 32). `S` and `C` hold N columns of initial state
-before the T steps' columns.
+(4H, D + H) weights times a (D + H, N) block, the orientation OpenBLAS runs fastest (25 us
+against 50 us for the transposed one, measured at H = 128, N = 32). `S` and `C` hold N columns
+of initial state before the T steps' columns.
 
-    xp (4H, T·N)   input projection plus bias; gate blocks i, f, g, o (MATLAB's order)
-    R  (4H, H)     recurrent weights
+    x (D, T·N)     the input; W (4H, D) input weights, b (4H, 1) bias
+    R  (4H, H)     recurrent weights; gate blocks i, f, g, o (MATLAB's order)
     h0, c0 (H, N)  initial states
     S, C (H, N + T·N)   hidden and cell states: initial, then after each step
     A (4H, T·N)    the activated gates, kept for the backward pass
@@ -101,15 +101,19 @@ def _same_float(op: str, types: list[TensorType], names: tuple[str, ...]) -> str
     return types[0].dtype
 
 
-def _sizes(op: str, xp: TensorType, r: TensorType, h0: TensorType) -> tuple[int, int, int]:
-    """(T, N, H) from the projection, the recurrent weights and an initial state."""
+def _sizes(op: str, x: TensorType, w: TensorType, r: TensorType, bias: TensorType,
+           h0: TensorType) -> tuple[int, int, int]:
+    """(T, N, H) from the input, the weights and an initial state."""
     h = r.shape[1] if r.ndim == 2 else 0
     n = h0.shape[1] if h0.ndim == 2 else 0
+    d = x.shape[0] if x.ndim == 2 else -1
     if (r.ndim != 2 or r.shape[0] != 4 * h or h0.ndim != 2 or h0.shape[0] != h or n < 1
-            or xp.ndim != 2 or xp.shape[0] != 4 * h or xp.shape[1] % n or not xp.shape[1]):
-        raise ShapeError(f"{op}: needs xp (4H, T·N), R (4H, H) and states (H, N); got xp "
-                         f"{xp.shape}, R {r.shape}, state {h0.shape}")
-    return xp.shape[1] // n, n, h
+            or x.ndim != 2 or x.shape[1] % n or not x.shape[1] or w.shape != (4 * h, d)
+            or bias.shape != (4 * h, 1)):
+        raise ShapeError(f"{op}: needs x (D, T·N), W (4H, D), R (4H, H), b (4H, 1) and states "
+                         f"(H, N); got x {x.shape}, W {w.shape}, R {r.shape}, b {bias.shape}, "
+                         f"state {h0.shape}")
+    return x.shape[1] // n, n, h
 
 
 # --- the forward recurrence -------------------------------------------------------------------
@@ -117,22 +121,23 @@ def _sizes(op: str, xp: TensorType, r: TensorType, h0: TensorType) -> tuple[int,
 
 @register
 class LstmSeq(OpDef):
-    """S, C, A = every step of c = f⊙c + i⊙g, h = o⊙σ_s(c), [i f g o] = σ(xp_t + R h)"""
+    """S, C, A = every step of c = f⊙c + i⊙g, h = o⊙σ_s(c), [i f g o] = σ(W x_t + R h + b)"""
 
     name = "lstm_seq"
     attrs = {"state": "tanh", "gate": "sigmoid"}
 
     def infer(self, in_types, state, gate):
         _check_fns(self.name, state, gate)
-        xp, r, h0, c0 = in_types
-        dtype = _same_float(self.name, in_types, ("xp", "R", "h0", "c0"))
-        t, n, h = _sizes(self.name, xp, r, h0)
+        x, w, r, bias, h0, c0 = in_types
+        dtype = _same_float(self.name, in_types, ("x", "W", "R", "b", "h0", "c0"))
+        t, n, h = _sizes(self.name, x, w, r, bias, h0)
         if c0.shape != h0.shape:
             raise ShapeError(f"{self.name}: h0 {h0.shape} and c0 {c0.shape} must match")
         states = TensorType(dtype, (h, n + t * n))
         return [states, states, TensorType(dtype, (4 * h, t * n))]
 
-    def ref(self, xp, r, h0, c0, state, gate):
+    def ref(self, x, w, r, bias, h0, c0, state, gate):
+        xp = w @ x + bias
         h, n = h0.shape
         fs, fg = _NP[state], _NP[gate]
         s = np.empty((h, n + xp.shape[1]), xp.dtype)
@@ -150,50 +155,56 @@ class LstmSeq(OpDef):
         return s, c, a
 
     def vjp(self, b, node, cts):
-        xp, r, h0, c0 = node.inputs
+        x, w, r, bias, h0, c0 = node.inputs
         s, c, a = node.outputs
         ds, dc, da = cts
         ds = ds if ds is not None else b.zeros_like(s)
         ins = [a, c, r, ds] + [v for v in (dc, da) if v is not None]
         dz, dh0, dc0 = b.emit_node("lstm_seq_backward", *ins, **node.attrs,
                                    has_dc=dc is not None, has_da=da is not None).outputs
-        # the recurrent-weight gradient of every step in one GEMM: dZ · (the states before
-        # each step, the leading T·N columns of S)^T
-        n, tn = h0.shape[1], xp.shape[1]
+        # each weight gradient over every step in one GEMM: dZ · x^T, and dZ · (the states
+        # before each step, the leading T·N columns of S)^T
+        n, tn = h0.shape[1], x.shape[1]
         before = b.emit_node("split", s, axis=1, sizes=(tn, n)).outputs[0]
         dr = b.emit("matmul", dz, b.emit("transpose", before, perm=(1, 0)))
-        return [dz, dr, dh0, dc0]
+        dw = b.emit("matmul", dz, b.emit("transpose", x, perm=(1, 0)))
+        dx = b.emit("matmul", b.emit("transpose", w, perm=(1, 0)), dz)
+        db = b.emit("sum_to", dz, shape=bias.shape)
+        return [b.relabel(dx, x.fmt), b.relabel(dw, w.fmt), dr, b.relabel(db, bias.fmt), dh0,
+                dc0]
 
     def lower_numba(self, node):
         gate, state = _src(_SRC[node.attrs["gate"]], node), _src(_SRC[node.attrs["state"]], node)
-        pre = "(z[{0}j, q] + xp[{1}jj, col])".format
+        pre = "(z[{0}j, q] + bl[{0}j])".format
         source = _FORWARD.format(
-            gate_i=gate.format(pre("", "")), gate_f=gate.format(pre("hs + ", "hd + ")),
-            state_g=state.format(pre("2 * hs + ", "h2 + ")),
-            gate_o=gate.format(pre("3 * hs + ", "h3 + ")), state_c=state.format("cc"))
-        h, n = node.inputs[2].shape
+            gate_i=gate.format(pre("")), gate_f=gate.format(pre("hs + ")),
+            state_g=state.format(pre("2 * hs + ")), gate_o=gate.format(pre("3 * hs + ")),
+            state_c=state.format("cc"))
+        h, n = node.inputs[4].shape
+        d = node.inputs[0].shape[0]
         count = _threads(h, n)
 
         def call(kernel, ins, outs):
-            hb = np.empty((2, h, n), outs[0].dtype)  # the hidden state of steps k and k + 1
-            kernel(*ins, *outs, hb, _sync(count))
+            hx = np.empty((2, h + d, n), outs[0].dtype)  # [h; x] of steps k and k + 1
+            kernel(*ins, *outs, hx, _sync(count))
         return Lowering(call, source, count)
 
     def flops(self, node):
         # the per-step products run inside the kernel, on its threads (not BLAS's)
-        xp, r = node.inputs[0].shape, node.inputs[1].shape
-        return 2 * xp[1] * r[0] * r[1]
+        (d, tn), r = node.inputs[0].shape, node.inputs[2].shape
+        return 2 * tn * r[0] * (r[1] + d)
 
     def samples(self, rng):
-        def case(t, n, h, state, gate, scale=0.6):
-            return Sample([rng.normal(size=(4 * h, t * n)), rng.normal(size=(4 * h, h)) * scale,
+        def case(t, n, h, state, gate, scale=0.6, d=2):
+            return Sample([rng.normal(size=(d, t * n)), rng.normal(size=(4 * h, d)) * scale,
+                           rng.normal(size=(4 * h, h)) * scale, rng.normal(size=(4 * h, 1)),
                            rng.normal(size=(h, n)) * 0.5, rng.normal(size=(h, n)) * 0.5],
                           {"state": state, "gate": gate})
         # hard-sigmoid's kinks sit at |z| = 2.5: its inputs stay small. relu's kink at 0 is
         # met with probability ~0 by random samples at the differences' step size
-        return [case(3, 2, 3, "tanh", "sigmoid"), case(1, 1, 2, "tanh", "sigmoid"),
-                case(2, 3, 2, "softsign", "sigmoid"), case(2, 2, 2, "tanh", "hard-sigmoid", 0.3),
-                case(2, 2, 3, "relu", "sigmoid")]
+        return [case(3, 2, 3, "tanh", "sigmoid"), case(1, 1, 2, "tanh", "sigmoid", d=1),
+                case(2, 3, 2, "softsign", "sigmoid", d=3),
+                case(2, 2, 2, "tanh", "hard-sigmoid", 0.3), case(2, 2, 3, "relu", "sigmoid")]
 
 
 # --- its gradient -----------------------------------------------------------------------------
@@ -314,7 +325,7 @@ class LstmSeqBackward(OpDef):
             extra = ([rng.normal(size=c.shape)] if has_dc else []) + (
                 [rng.normal(size=a.shape)] if has_da else [])
             # A and C as the forward pass leaves them: gates in (0, 1), g in (-1, 1)
-            out.append(Sample([a, c, s.args[1], rng.normal(size=st.shape), *extra],
+            out.append(Sample([a, c, s.args[2], rng.normal(size=st.shape), *extra],
                               {**s.attrs, "has_dc": has_dc, "has_da": has_da}))
         return out
 
@@ -402,30 +413,41 @@ def _backward_graph(b, inputs, at):
 # negative-index check, and LLVM then cannot tell that the gate loop's writes into the outputs
 # never meet its reads, so the loop stays scalar: 4x slower, measured). The step's states are
 # kept as (., N) blocks too (`cb`, `dh`, `dcc`), so the loop never reads an output.
-_FORWARD = """def kernel(xp, r, h0, c0, s, c, a, hb, sync, t, T):
+_FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     one = np.uint64(1)
-    hd, n = np.uint64(h0.shape[0]), np.uint64(h0.shape[1])
+    hd, n, d = np.uint64(h0.shape[0]), np.uint64(h0.shape[1]), np.uint64(x.shape[0])
     h2 = hd + hd
     h3 = h2 + hd
     j0 = np.uint64(t) * hd // np.uint64(T)
     hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
-    rl = np.empty((4 * hs, hd), dtype=s.dtype)
+    x0 = np.uint64(t) * d // np.uint64(T)  # the rows of x this thread stages for each step
+    x1 = (np.uint64(t) + one) * d // np.uint64(T)
+    rl = np.empty((4 * hs, hd + d), dtype=s.dtype)  # its units' rows of [R W] and of b
+    bl = np.empty(4 * hs, dtype=s.dtype)
     for gate in range(np.uint64(4)):
         for j in range(hs):
+            row = gate * hd + j0 + j
             for m in range(hd):
-                rl[gate * hs + j, m] = r[gate * hd + j0 + j, m]
+                rl[gate * hs + j, m] = r[row, m]
+            for m in range(d):
+                rl[gate * hs + j, hd + m] = w[row, m]
+            bl[gate * hs + j] = bias[row, 0]
     z = np.empty((4 * hs, n), dtype=s.dtype)
     cb = np.empty((hs, n), dtype=s.dtype)
     for j in range(hs):
         for q in range(n):
             cb[j, q] = c0[j0 + j, q]
-            hb[0, j0 + j, q] = h0[j0 + j, q]
+            hx[0, j0 + j, q] = h0[j0 + j, q]
             s[j0 + j, q] = h0[j0 + j, q]
             c[j0 + j, q] = c0[j0 + j, q]
+    for m in range(x0, x1):
+        for q in range(n):
+            hx[0, hd + m, q] = x[m, q]
     step_barrier(sync, t, T, 1)
-    for k in range(np.uint64(xp.shape[1]) // n):
-        np.dot(rl, hb[k & one], z)
-        h = hb[(k + one) & one]
+    steps = np.uint64(x.shape[1]) // n
+    for k in range(steps):
+        np.dot(rl, hx[k & one], z)
+        h = hx[(k + one) & one]
         for j in range(hs):
             jj = j0 + j
             for q in range(n):
@@ -445,6 +467,10 @@ _FORWARD = """def kernel(xp, r, h0, c0, s, c, a, hb, sync, t, T):
                 a[hd + jj, col] = af
                 a[h2 + jj, col] = ag
                 a[h3 + jj, col] = ao
+        if k + one < steps:
+            for m in range(x0, x1):
+                for q in range(n):
+                    h[hd + m, q] = x[m, (k + one) * n + q]
         step_barrier(sync, t, T, k + np.uint64(2))
     return 0
 """
