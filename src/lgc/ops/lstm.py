@@ -160,8 +160,8 @@ class LstmSeq(OpDef):
         ds, dc, da = cts
         ds = ds if ds is not None else b.zeros_like(s)
         ins = [a, c, r, ds] + [v for v in (dc, da) if v is not None]
-        dz, dh0, dc0 = b.emit_node("lstm_seq_backward", *ins, **node.attrs,
-                                   has_dc=dc is not None, has_da=da is not None).outputs
+        dz, dh0, dc0, db = b.emit_node("lstm_seq_backward", *ins, **node.attrs,
+                                       has_dc=dc is not None, has_da=da is not None).outputs
         # each weight gradient over every step in one GEMM: dZ · x^T, and dZ · (the states
         # before each step, the leading T·N columns of S)^T
         n, tn = h0.shape[1], x.shape[1]
@@ -169,7 +169,6 @@ class LstmSeq(OpDef):
         dr = b.emit("matmul", dz, b.emit("transpose", before, perm=(1, 0)))
         dw = b.emit("matmul", dz, b.emit("transpose", x, perm=(1, 0)))
         dx = b.emit("matmul", b.emit("transpose", w, perm=(1, 0)), dz)
-        db = b.emit("sum_to", dz, shape=bias.shape)
         return [b.relabel(dx, x.fmt), b.relabel(dw, w.fmt), dr, b.relabel(db, bias.fmt), dh0,
                 dc0]
 
@@ -212,7 +211,8 @@ class LstmSeq(OpDef):
 
 @register
 class LstmSeqBackward(OpDef):
-    """dZ, dh0, dc0 = the LSTM's pre-activation, initial-state gradients from dS (dC, dA)"""
+    """dZ, dh0, dc0, db = the LSTM's pre-activation, initial-state and bias gradients (db the
+    column sums of dZ) from dS (dC, dA)"""
 
     name = "lstm_seq_backward"
     attrs = {"state": "tanh", "gate": "sigmoid", "has_dc": False, "has_da": False}
@@ -244,7 +244,8 @@ class LstmSeqBackward(OpDef):
                              f"R (4H, H); got A {a.shape}, C {c.shape}, dS {ds.shape}, "
                              f"R {r.shape}")
         n = c.shape[1] - a.shape[1]
-        return [TensorType(dtype, a.shape), TensorType(dtype, (h, n)), TensorType(dtype, (h, n))]
+        return [TensorType(dtype, a.shape), TensorType(dtype, (h, n)), TensorType(dtype, (h, n)),
+                TensorType(dtype, (4 * h, 1))]
 
     def ref(self, *args, state, gate, has_dc, has_da):
         a, c, r, ds, dc, da = self._inputs(args, has_dc, has_da)
@@ -269,7 +270,7 @@ class LstmSeqBackward(OpDef):
             dh = r.T @ dz[:, k:k + n]
         dh0 = ds[:, :n] + dh
         dc0 = dcc + dc[:, :n] if dc is not None else dcc
-        return dz, dh0, dc0
+        return dz, dh0, dc0, dz.sum(axis=1, keepdims=True)
 
     def vjp(self, b, node, cts):
         # through the same computation written in primitive ops: the objective sum_k <out_k,
@@ -395,7 +396,7 @@ def _backward_graph(b, inputs, at):
     dz = dz_t[0] if t == 1 else b.emit("concatenate", *dz_t, axis=1)
     dh0 = b.add(ds_t[0], dh)
     dc0 = b.add(dc_t[0], dcc) if dc_t is not None else dcc
-    return [dz, dh0, dc0]
+    return [dz, dh0, dc0, b.emit("sum_to", dz, shape=(4 * h, 1))]
 
 
 # --- Numba kernels: the time loop, split over the hidden units between threads ----------------
@@ -475,7 +476,7 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     return 0
 """
 
-_BACKWARD = """def kernel(dz, dh0, dc0, a, c, r, ds{args}, gb, sync, t, T):
+_BACKWARD = """def kernel(dz, dh0, dc0, db, a, c, r, ds{args}, gb, sync, t, T):
     one = np.uint64(1)
     hd, n = np.uint64(dh0.shape[0]), np.uint64(dh0.shape[1])
     h2 = hd + hd
@@ -489,6 +490,7 @@ _BACKWARD = """def kernel(dz, dh0, dc0, a, c, r, ds{args}, gb, sync, t, T):
             rl[j, m] = r[m, j0 + j]
     dh = np.zeros((hs, n), dtype=dz.dtype)
     dcc = np.zeros((hs, n), dtype=dz.dtype)
+    sums = np.zeros((4 * hs, n), dtype=dz.dtype)  # of its rows of dZ, for db
     for back in range(steps):
         k = steps - back - one
         g = gb[back & one]  # the step's dZ, every thread's rows, for the GEMM
@@ -516,6 +518,10 @@ _BACKWARD = """def kernel(dz, dh0, dc0, a, c, r, ds{args}, gb, sync, t, T):
                 dz[hd + jj, col] = gf
                 dz[h2 + jj, col] = gg
                 dz[h3 + jj, col] = go
+                sums[j, q] += gi
+                sums[hs + j, q] += gf
+                sums[2 * hs + j, q] += gg
+                sums[3 * hs + j, q] += go
                 dcc[j, q] = dcv * af
         step_barrier(sync, t, T, back + one)
         np.dot(rl, g, dh)
@@ -524,5 +530,11 @@ _BACKWARD = """def kernel(dz, dh0, dc0, a, c, r, ds{args}, gb, sync, t, T):
         for q in range(n):
             dh0[jj, q] = ds[jj, q] + dh[j, q]
             dc0[jj, q] = {dc0}
+    for gate in range(np.uint64(4)):
+        for j in range(hs):
+            total = sums[gate * hs + j, 0]
+            for q in range(one, n):
+                total += sums[gate * hs + j, q]
+            db[gate * hd + j0 + j, 0] = total
     return 0
 """
