@@ -30,7 +30,9 @@ def markdown(results: dict) -> str:
            f"{m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) +
            f"; load average at start {m['loadavg'][0]:.1f}, at end "
            f"{m.get('loadavg_end', [float('nan')])[0]:.1f}. Backend {results['backend']}, "
-           f"median of {results['reps']} steps.", "",
+           f"median of {results['reps']} steps" + (
+               f"; each figure the median of {results['rounds']} such processes, run in turn"
+               if results.get("rounds", 1) > 1 else "") + ".", "",
            "ms per train step (ratio lgc train step / peer in parentheses):", "",
            "| workload | " + " | ".join(LABEL[c] for c in CONTENDERS)
            + " | compile cold / warm (s) |",
@@ -40,6 +42,14 @@ def markdown(results: dict) -> str:
                 if row.get("compile_cold_s") is not None else "-")
         out.append(f"| {row['workload']} | " + " | ".join(_cell(row.get(c)) for c in CONTENDERS)
                    + f" | {comp} |")
+    if results.get("rounds", 1) > 1:
+        out += ["", "Run to run (ms per step, the median of each round's process, in order):",
+                "", "| workload | " + " | ".join(LABEL[c] for c in CONTENDERS) + " |",
+                "|---" * (len(CONTENDERS) + 1) + "|"]
+        for row in results["workloads"]:
+            out.append(f"| {row['workload']} | " + " | ".join(
+                ", ".join(f"{v:.3g}" for v in (row.get(c) or {}).get("ms_rounds", [])) or "-"
+                for c in CONTENDERS) + " |")
     out += ["", "Peak resident memory (MB, maxrss of the process; before the first step in "
             "parentheses):", "", "| workload | " + " | ".join(LABEL[c] for c in CONTENDERS) + " |",
             "|---" * (len(CONTENDERS) + 1) + "|"]
