@@ -74,3 +74,29 @@ def test_limits_quick(bench):
     lim = bench.limits(quick=True)
     assert lim["triad_GBps"] > 0 and lim["gemm_GFLOPs"] > 0
     assert lim["adam_lgc_ms"] > 0 and lim["adam_kernel_ms"] > 0
+
+
+def test_rounds_interleave_contenders_and_report_the_median(bench, monkeypatch, capsys):
+    """--rounds: a cold start, then every contender once per round, in turn; each figure is
+    the median of its rounds, a peer that is not installed is asked once."""
+    calls, ms = [], {"lgc": iter([3.0, 1.0, 2.0]), "torch": iter([4.0, 8.0, 2.0])}
+
+    def fake_worker(contender, name, args, cache=None, reps=None, **kw):
+        calls.append(contender if reps is None else f"{contender} cold")
+        if contender == "jax":
+            return {"status": "not installed"}
+        return {"status": "ok", "ms": 99.0 if reps else next(ms[contender]), "losses": [2.0, 1.5],
+                "first_step_s": 0.1, "process_s": 1.0, "peak_rss_mb": 10.0, "rss_before_mb": 5.0}
+
+    monkeypatch.setattr(bench, "worker", fake_worker)
+    args = bench._parser().parse_args(["mlp", "--rounds", "3", "--peers", "lgc,torch,jax"])
+    (row,) = bench.run_full(["mlp"], ["lgc", "torch", "jax"], args)
+    assert calls == ["lgc cold", "lgc", "torch", "jax", "lgc", "torch", "lgc", "torch"]
+    assert row["lgc"]["ms"] == 2.0 and row["lgc"]["ms_rounds"] == [3.0, 1.0, 2.0]
+    assert row["torch"]["ms"] == 4.0 and row["torch"]["ratio"] == 0.5
+    assert row["torch"]["agree"] is True and row["jax"] == {"status": "not installed"}
+    results = {"machine": {"cpu": "x", "cores": 2, "memory_GiB": 1, "python": "3", "versions": {},
+                           "loadavg": [0.0]}, "backend": "numba", "reps": 5, "rounds": 3,
+               "workloads": [row]}
+    table = bench._report().markdown(results)
+    assert "median of 3 such processes" in table and "| mlp | 3, 1, 2 | - | 4, 8, 2 |" in table
