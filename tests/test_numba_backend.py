@@ -23,7 +23,7 @@ from conftest import (
 )
 from lgc.backend.numba import NumbaExecutable
 from lgc.backend.reference import run_graph
-from lgc.errors import CompileError
+from lgc.errors import CompileError, ShapeError
 from lgc.ir.core import Builder, Graph
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -157,6 +157,21 @@ def test_outputs_are_fresh_arrays_across_calls():
     y1_live = cf(x)
     cf(lgc.dlarray(np.zeros((2, 3)), "CB"))
     np.testing.assert_array_equal(np.asarray(y1_live), y1)
+
+
+def test_inputs_in_another_dtype_order_or_type_are_converted_and_checked():
+    """Arrays already in the program's dtype and C order pass as they are; anything else is
+    converted first (float64, a transposed view, a list), and a wrong shape is refused."""
+    x = np.arange(12.0, dtype=np.float32).reshape(3, 4) - 5
+    b = Builder(Graph("inputs"))
+    (v,) = emit_inputs(b, [x])
+    b.graph.outputs = [b.emit("mul", b.emit("relu", v), v)]
+    exe = NumbaExecutable(b.graph)
+    want = run_graph(b.graph, [x])[0]
+    for given in (x, x.astype(np.float64), np.ascontiguousarray(x.T).T, x.tolist()):
+        np.testing.assert_array_equal(exe([given])[0], want)
+    with pytest.raises(ShapeError, match=r"has shape \(4, 3\), expected \(3, 4\)"):
+        exe([x.T.copy()])
 
 
 def test_workspace_buffers_are_reused():
