@@ -497,3 +497,22 @@ def test_matmul_split_by_rows_between_kernel_threads_matches_reference(monkeypat
     assert exe.stats["threads"] == "kernels"
     args = [x.T.copy() if transposed else x, y]
     np.testing.assert_allclose(exe(args)[0], x @ y, **TOLERANCE["f64"])
+
+
+def test_step_barrier_raises_when_a_partner_never_arrives():
+    """The recurrence kernels' per-step barrier: a thread whose partner failed (here: was never
+    started) gets an error after its patience runs out, not a hang."""
+    import numba
+
+    from lgc.backend.numba.intrinsics import SYNC_STRIDE, step_barrier
+
+    @numba.njit(nogil=True)
+    def alone(sync):
+        step_barrier(sync, 0, 2, 1, 1000)
+        return 0
+
+    with pytest.raises(RuntimeError, match="never arrived"):
+        alone(np.zeros(2 * SYNC_STRIDE, np.int64))
+    sync = np.zeros(2 * SYNC_STRIDE, np.int64)
+    sync[SYNC_STRIDE] = 1  # the partner has finished step 1 already
+    assert alone(sync) == 0

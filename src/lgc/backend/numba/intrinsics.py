@@ -254,12 +254,15 @@ def sched_yield(typingctx):
 
 SYNC_STRIDE = 16  # int64 slots between two threads' counters: one cache line each
 SPINS = 4000  # spins before a waiting thread also yields its core (to a descheduled partner)
+PATIENCE = 20_000_000  # yields (~1 us each, so ~20 s) before a wait is taken for a dead partner
 
 
 @njit(nogil=True, cache=False, inline="always")
-def step_barrier(sync, t, count, step):
+def step_barrier(sync, t, count, step, patience=PATIENCE):
     """Thread t of `count` has finished `step` (counting from 1); returns once every thread
-    has. `sync` holds count * SYNC_STRIDE zeros when the call starts."""
+    has. `sync` holds count * SYNC_STRIDE zeros when the call starts. A partner that never
+    arrives (its part of the kernel failed) raises here after `patience` yields instead of
+    hanging the program."""
     store_release(sync, t * SYNC_STRIDE, step)
     for u in range(count):
         spins = 0
@@ -267,3 +270,5 @@ def step_barrier(sync, t, count, step):
             spins += 1
             if spins > SPINS:
                 sched_yield()
+                if spins > SPINS + patience:
+                    raise RuntimeError("step_barrier: a thread of this kernel never arrived")
