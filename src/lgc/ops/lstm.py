@@ -401,14 +401,14 @@ def _backward_graph(b, inputs, at):
 
 # --- Numba kernels: the time loop, split over the hidden units between threads ----------------
 
-# Each of the call's T threads owns a block of hidden units: it copies its rows of R (its
+# Each of the call's T threads owns a block of hidden units: it copies its rows of [R W] (its
 # units' i, f, g, o rows; in the backward pass its rows of R^T) and, every step, computes its
-# part of the recurrent product with one single-threaded BLAS call and then its units' gates,
-# cell and hidden state. The next step needs every unit's result, so the threads meet at a
-# barrier (`step_barrier`, atomics in shared memory) once per step; the shared step block is
-# double-buffered (`hb`, `gb`), so a thread may start writing step k + 1 while another still
-# reads step k. Measured at H = 128, N = 32 on 2 cores: one barrier costs well under a
-# microsecond, where a BLAS call on two threads waits ~10 us for its own threads each step.
+# part of the product with one single-threaded BLAS call and then its units' gates, cell and
+# hidden state. The next step needs every unit's result, so the threads meet at a barrier
+# (`step_barrier`, atomics in shared memory) once per step; the shared step block ([h; x_t]
+# in `hx`, dZ_t in `gb`) is double-buffered, so a thread may start writing step k + 1 while
+# another still reads step k. Measured at H = 128, N = 32, T = 32 on 2 cores, against one
+# kernel thread calling BLAS on two: forward 1.56 -> 1.25 ms, backward 1.66 -> 1.44 ms.
 #
 # Every index is unsigned (uint64 arithmetic throughout: with a signed one Numba adds a
 # negative-index check, and LLVM then cannot tell that the gate loop's writes into the outputs
