@@ -158,6 +158,11 @@ def test_bench_runs_tools_bench_main_with_quick(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "find_bench", lambda: script)
     assert main(["bench", "--quick", "mlp", "--reps", "2"]) == 0
     assert capsys.readouterr().out.strip() == "bench argv ['--quick', 'mlp', '--reps', '2']"
+    # bench's own options may come first too; other commands still refuse unknown options
+    assert main(["bench", "--quick", "--no-extras", "mlp"]) == 0
+    assert capsys.readouterr().out.strip() == "bench argv ['--quick', '--no-extras', 'mlp']"
+    assert main(["inspect", "--no-extras", "x.py"]) == 2
+    assert "unrecognized arguments: --no-extras" in capsys.readouterr().err
     monkeypatch.setattr(cli, "find_bench", lambda: None)
     assert main(["bench"]) == 1
     assert "tools/bench.py was not found" in one_error_line(capsys)

@@ -387,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     where = "lgc"
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and getattr(args, "command", None) == "bench":
+            args.rest = extra + list(args.rest)  # tools/bench.py's own options, in any order
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command is None:
             raise ArgumentError(f"lgc: choose a command ({', '.join(COMMANDS)}); see "
                                 f"'lgc --help'")
