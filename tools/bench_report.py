@@ -114,9 +114,11 @@ def plot(results: dict, path: str) -> None:
     ax.set_xticks(range(len(rows)), [r["workload"] for r in rows])
     ax.set_ylabel("time ratio lgc / peer (lower is better)")
     ax.set_title("lgc train step vs peers (black ticks: issue-9 goals)")
-    ax.legend(fontsize=8)
+    # below the axes: inside, it covers the bars of whichever workload sits under it
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(PEERS),
+              frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
