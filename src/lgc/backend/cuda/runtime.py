@@ -27,7 +27,7 @@ from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
 from ...passes import optimize
 from ..numba.runtime import Kernel as CpuKernel
-from ..numba.runtime import _pkq
+from ..numba.runtime import _pkq, host_input
 from ..plan import plan_buffers, workspace_bytes
 from . import codegen, cuda, require_device
 from .compile import load_kernel
@@ -305,8 +305,8 @@ class CudaExecutable:
         resident = set(self._donated.values())
         mirrors = []
         for j in sorted(resident):  # mirrors first: parameter views below point into them
-            if not isinstance(inputs[j], np.ndarray) or self._checked(j, inputs[j]) is not \
-                    inputs[j]:
+            given = inputs[j]
+            if not isinstance(given, np.ndarray) or host_input(g, j, given) is not given:
                 raise ShapeError(f"@{g.name}: donated input {j} must be a C-contiguous "
                                  f"{np_dtype(g.inputs[j].dtype)} array (it is updated in place)")
             m, new = _mirror(inputs[j])
@@ -316,7 +316,7 @@ class CudaExecutable:
         for k, a in enumerate(inputs):
             if k in resident:
                 continue
-            a = host[k] = self._checked(k, a)
+            a = host[k] = host_input(g, k, a)
             dev = _device_view(a)
             if dev is None:
                 dev = self._inputs[k]
@@ -337,15 +337,6 @@ class CudaExecutable:
             else:
                 out.append(self._to_host(env[i]))
         return out
-
-    def _checked(self, k: int, a) -> np.ndarray:
-        v = self.optimized.inputs[k]
-        # not ascontiguousarray: it turns a 0-d input into shape (1,)
-        a = np.require(a, dtype=np_dtype(v.dtype), requirements="C")
-        if a.shape != v.shape:
-            raise ShapeError(f"@{self.optimized.name}: input %{v.name} has shape {a.shape}, "
-                             f"expected {v.shape}")
-        return a
 
     @property
     def stats(self) -> dict:

@@ -117,6 +117,17 @@ def reduce_view(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...
     return tuple(view)
 
 
+def host_input(g: Graph, k: int, a) -> np.ndarray:
+    """Input k of program `g` as a NumPy array in the program's dtype and C order, its shape
+    checked (both backends' executables take their inputs through this)."""
+    v = g.inputs[k]
+    # not ascontiguousarray: it turns a 0-d input into shape (1,)
+    a = np.require(a, dtype=np_dtype(v.dtype), requirements="C")
+    if a.shape != v.shape:
+        raise ShapeError(f"@{g.name}: input %{v.name} has shape {a.shape}, expected {v.shape}")
+    return a
+
+
 class NumbaExecutable:
     backend = "numba"
 
@@ -384,7 +395,7 @@ class NumbaExecutable:
             # an array as the program wants it passes as is (np.require costs ~2 us an input)
             if not (type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
                     and a.flags.c_contiguous):
-                a = self._converted(k, a)
+                a = host_input(g, k, a)
             env[k] = a
         limit = self._threaded and blas.set_threads(1)
         try:
@@ -401,16 +412,6 @@ class NumbaExecutable:
             if limit:
                 blas.set_threads(limit)
         return [env[i] for i in self._outputs]
-
-    def _converted(self, k: int, a) -> np.ndarray:
-        """Input k in the program's dtype and C order, its shape checked."""
-        v = self.optimized.inputs[k]
-        # not ascontiguousarray: it turns a 0-d input into shape (1,)
-        a = np.require(a, dtype=np_dtype(v.dtype), requirements="C")
-        if a.shape != v.shape:
-            raise ShapeError(f"@{self.optimized.name}: input %{v.name} has shape {a.shape}, "
-                             f"expected {v.shape}")
-        return a
 
     def _first_call(self, step, env) -> None:
         _, n, run, k = step
