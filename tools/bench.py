@@ -346,9 +346,9 @@ def run_full(names, contenders, args) -> list[dict]:
         with tempfile.TemporaryDirectory() as cache:
             cold = worker("lgc", name, args, cache, reps=3)
             row["compile_cold_s"] = cold.get("first_step_s")
-            for r in range(args.rounds):
+            for round_ in range(args.rounds):
                 for c in order:
-                    if r and runs[c][0].get("status") != "ok":
+                    if round_ and runs[c][0].get("status") != "ok":
                         continue  # not installed or failed: once is enough
                     limit = TORCH_COMPILE_LIMIT_S if c == "torch_compile" else 900
                     runs[c].append(worker(c, name, args, cache, timeout=limit))

@@ -388,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     where = "lgc"
     try:
         args, extra = parser.parse_known_args(argv)
-        if extra and getattr(args, "command", None) == "bench":
-            args.rest = extra + list(args.rest)  # tools/bench.py's own options, in any order
+        if extra and getattr(args, "rest", None) is not None:
+            # a command that passes `rest` on (bench) takes its options in any order
+            args.rest = extra + list(args.rest)
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command is None:

@@ -173,8 +173,9 @@ class OpDef:
         return 0
 
     def blas_flops(self, node: Node) -> int:
-        """The flops of the BLAS calls this op makes on BLAS's own threads (a matmul, an
-        LSTM's per-step products), as opposed to `flops` done on the kernels' threads."""
+        """The flops of the BLAS calls this op makes on BLAS's own threads (a matmul), as
+        opposed to `flops` done on the kernels' threads (the GEMMs inside a convolution's or
+        a recurrence's kernel)."""
         return 0
 
     def simplify(self, node: Node, b: Builder) -> list[Value] | None:

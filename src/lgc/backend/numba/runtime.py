@@ -399,14 +399,10 @@ class NumbaExecutable:
             env[k] = a
         limit = self._threaded and blas.set_threads(1)
         try:
-            if _first:
-                for step in self._steps:
-                    if step[0] == "kernel":
-                        self._first_call(step, env)
-                    else:
-                        step[2](env)
-            else:
-                for step in self._steps:
+            for step in self._steps:
+                if _first and step[0] == "kernel":
+                    self._first_call(step, env)
+                else:
                     step[2](env)
         finally:
             if limit:
