@@ -516,3 +516,22 @@ def test_step_barrier_raises_when_a_partner_never_arrives():
     sync = np.zeros(2 * SYNC_STRIDE, np.int64)
     sync[SYNC_STRIDE] = 1  # the partner has finished step 1 already
     assert alone(sync) == 0
+
+
+def test_a_recurrence_gives_the_threads_to_its_kernels():
+    """An LSTM's per-step products run inside its kernel, one single-threaded GEMM per
+    thread, so they count as kernel work: the LSTM train step's program (recurrence plus its
+    big weight-gradient product) gives its threads to the kernels, not to BLAS, whose idle
+    threads would spin beside them (measured: each recurrence kernel 1.3 -> 4.2 ms)."""
+    from lgc.backend.numba import blas
+
+    h, n, t, d = 128, 32, 32, 32
+    b = Builder(Graph("lstm"))
+    x = b.input(TensorType("f32", (d, t * n)), "x")
+    w, r = b.input(TensorType("f32", (4 * h, d)), "w"), b.input(TensorType("f32", (4 * h, h)), "r")
+    bias = b.input(TensorType("f32", (4 * h, 1)), "b")
+    h0 = b.input(TensorType("f32", (h, n)), "h0")
+    s, _, a = b.emit_node("lstm_seq", x, w, r, bias, h0, h0).outputs
+    st = b.input(TensorType("f32", (t * n, h)), "st")  # the states, as the dR product reads them
+    b.graph.outputs = [s, b.emit("matmul", a, st)]
+    assert not blas.matmul_bound(b.graph)

@@ -71,8 +71,9 @@ _NS_PER = {"blas flop": 0.01, "element": 0.5, "kernel flop": 0.01}
 
 
 def matmul_bound(g: Graph) -> bool:
-    """True when BLAS calls outweigh the work parallel kernels would do (an LSTM's small
-    per-step products, an MLP), so BLAS gets the threads and the kernels run serial."""
+    """True when BLAS calls outweigh the work parallel kernels would do (an MLP), so BLAS
+    gets the threads and the kernels run serial. A recurrence's per-step products count as
+    kernel work: they run inside its kernel, one single-threaded GEMM per thread."""
     blas = kernels = 0.0
     for n in g.nodes:
         gemm = n.op.blas_flops(n)
