@@ -219,3 +219,70 @@ def test_debug_prints_a_line_per_cache_miss_with_the_reason(tmp_path):
     again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                            text=True, check=True).stderr
     assert "cache miss" not in again
+
+
+def test_steps_on_fixed_arrays_are_built_once_and_read_what_the_arrays_hold():
+    """With its weights pinned, a program's steps on them and on its own buffers are built
+    once (the transpose of the weights is done at build time); every call still reads what
+    the arrays hold then, and another array in the pinned place takes the general path."""
+    rng = np.random.default_rng(3)
+    w, x = rng.normal(size=(5, 4)), rng.normal(size=(4, 3))
+    b = Builder(Graph("pinned"))
+    wv, xv = emit_inputs(b, [w, x])
+    h = b.emit("tanh", b.emit("matmul", wv, xv))
+    wt = b.emit("transpose", wv, perm=(1, 0))
+    y = b.emit("matmul", wt, h)
+    z = b.emit("matmul", b.emit("tanh", wt), h)  # tanh reads a strided view: copied per call
+    b.graph.outputs = [b.emit("mul", b.emit("exp", y), z)]
+    exe = NumbaExecutable(b.graph)
+    exe.pin({0: w})
+    assert exe.stats["steps_per_call"] < len(exe._steps)
+    for _ in range(2):
+        assert_same(exe([w, x]), run_graph(b.graph, [w, x]))
+        w *= 0.5  # in place: the steps built once see the new values
+        x = rng.normal(size=x.shape)
+    other = rng.normal(size=w.shape)
+    assert_same(exe([other, x]), run_graph(b.graph, [other, x]))
+    assert_same(exe([w, x]), run_graph(b.graph, [w, x]))
+    with pytest.raises(ShapeError, match="cannot pin input 0"):
+        exe.pin({0: w.T.copy().T})
+
+
+def test_a_constant_is_written_once_into_a_buffer_no_other_value_takes():
+    """A constant is written when the executable is built, not on every call: its buffer is
+    its own, so values planned after its last use cannot overwrite it between calls."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 4))
+    b = Builder(Graph("constant"))
+    (v,) = emit_inputs(b, [x])
+    c = b.emit("constant", value=rng.normal(size=(3, 4)), dtype=v.dtype)
+    v = b.emit("tanh", b.emit("mul", v, c))
+    for _ in range(3):  # same-shaped values written after the constant's last use
+        v = b.emit("tanh", b.emit("sub", v, b.emit("reduce_max", v, axes=(0,), keepdims=True)))
+    b.graph.outputs = [v]
+    exe = NumbaExecutable(b.graph)
+    assert "constant" not in [s.node.op.name for s, _ in exe._bound]
+    for _ in range(3):
+        x = rng.normal(size=x.shape)
+        assert_same(exe([x]), run_graph(b.graph, [x]))
+
+
+def test_concatenated_pieces_are_computed_in_place():
+    """Pieces of a concatenation that kernels write (through reshapes) are written straight
+    into their slices of its result, so the concatenation copies nothing; a piece wanted
+    in two concatenations keeps the copy in the second."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    b = Builder(Graph("concat"))
+    xv, yv = emit_inputs(b, [x, y])
+    p1, p2 = b.emit("tanh", xv), b.emit("matmul", xv, yv)
+    flat = [b.emit("reshape", p, shape=(p.type.size,)) for p in (p1, p2)]
+    c1 = b.emit("concatenate", *flat, axis=0)
+    c2 = b.emit("concatenate", flat[1], b.emit("exp", flat[0]), axis=0)
+    b.graph.outputs = [b.emit("mul", c1, c1), b.emit("sin", c2)]
+    exe = NumbaExecutable(b.graph)
+    per_call = [s.node for s, _ in exe._bound if s.node.op.name == "concatenate"]
+    assert [n.inputs[0].shape for n in per_call] == [(6,)]  # c2 only
+    for _ in range(3):
+        x, y = rng.normal(size=x.shape), rng.normal(size=y.shape)
+        assert_same(exe([x, y]), run_graph(b.graph, [x, y]))

@@ -21,6 +21,7 @@ two steps agree between lgc and every peer; it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -407,41 +408,45 @@ def profile(name: str, reps: int, top: int, lr: float) -> str:
     ts = lgc.compile_train_step(prob.loss, prob.params, "adam", learnRate=lr)
     ts(*prob.batch)
     (_, exe, _), = ts._programs.values()
-    if not hasattr(exe, "_steps"):
+    if not hasattr(exe, "_bound"):
         raise SystemExit(f"--profile needs the numba backend (got {exe.backend})")
     for _ in range(3):
         ts(*prob.batch)
-    original, spent = exe._steps, [0.0] * len(exe._steps)
+    # what a call runs: each step's call built once, or its run(env) (exe._prebind)
+    original = exe._bound
+    spent = [0.0] * len(original)
 
-    def timed(i, run):
-        def f(env):
+    def timed(i, fn):
+        def f(*env):
             t = time.perf_counter()
-            run(env)
+            fn(*env)
             spent[i] += time.perf_counter() - t
         return f
-    exe._steps = [(s[0], s[1], timed(i, s[2]), *s[3:]) for i, s in enumerate(original)]
+    exe._bound = [(dataclasses.replace(s, run=timed(i, s.run)), c and timed(i, c))
+                  for i, (s, c) in enumerate(original)]
     t0 = time.perf_counter()
     for _ in range(reps):
         ts(*prob.batch)
     total = (time.perf_counter() - t0) / reps * 1e3
-    exe._steps = original
+    exe._bound = original
     per = [x / reps * 1e3 for x in spent]
     inside = sum(per)
     lines = [f"profile of the lgc train step '{name}' ({exe.backend}, {reps} steps): "
              f"{total:.3f} ms/step; {inside:.3f} ms in {len(per)} executable steps "
-             f"({len(exe.kernels)} kernels), {total - inside:.3f} ms outside them (driver "
-             "loop, input checks, TrainStep)",
+             f"({len(exe.kernels)} kernels; {len(exe._steps) - len(per)} more done once when "
+             f"built), {total - inside:.3f} ms outside them (driver loop, input checks, "
+             "TrainStep)",
              f"{'ms/step':>8} {'%':>5}  {'kind':6} {'op':34} {'output shape':18} provenance"]
     by_kind: dict[str, float] = {}
     for i in sorted(range(len(per)), key=per.__getitem__, reverse=True):
-        s = original[i]
-        by_kind[s[0]] = by_kind.get(s[0], 0.0) + per[i]
+        s = original[i][0]
+        by_kind[s.kind] = by_kind.get(s.kind, 0.0) + per[i]
         if len(lines) - 2 >= top:
             continue
-        node = s[1]
-        op = "+".join(s[3].ops) if len(s) > 3 and s[3] is not None else node.op.name
+        node = s.node
+        op = "+".join(s.kernel.ops) if s.kernel is not None else node.op.name
         shape = "x".join(map(str, node.outputs[0].shape)) if node.outputs else ""
-        lines.append(f"{per[i]:8.3f} {100 * per[i] / total:5.1f}  {s[0]:6} {op[:34]:34} "
+        lines.append(f"{per[i]:8.3f} {100 * per[i] / total:5.1f}  {s.kind:6} {op[:34]:34} "
                      f"{shape[:18]:18} {node.prov}")
     lines.append("by kind: " + ", ".join(f"{k} {v:.3f} ms ({100 * v / total:.0f}%)"
                                           for k, v in sorted(by_kind.items())))

@@ -57,22 +57,32 @@ class Lowering:
     `call(kernel, inputs, outputs)` computes the node, writing into `outputs` (preallocated,
     C-contiguous arrays of the node's output types). `source` defines a Numba function named
     `kernel` (compiled, cached on disk and passed to `call`); with no source, `kernel` is None
-    and `call` uses NumPy/BLAS directly (e.g. matmul with `out=`). Sizes never appear in the
-    source: one kernel serves every shape of the same rank and dtype.
+    and `call` uses NumPy/BLAS directly (e.g. a concatenation with `out=`). Sizes never appear
+    in the source: one kernel serves every shape of the same rank and dtype.
+
+    A lowering whose call only passes views of its arrays to the kernel gives `args(inputs,
+    outputs)`, the kernel's arguments, instead of `call`: a backend then builds the call once
+    when the arrays are the same on every call (buffers of its own).
     """
 
-    call: Callable[[Any, list[np.ndarray], list[np.ndarray]], None]
+    call: Callable[[Any, list[np.ndarray], list[np.ndarray]], None] | None = None
     source: str = ""
     # None: `kernel` is called as is; n: its source takes (t, T) last (see `split_loop`) and
     # the `kernel` handed to `call` runs it on n threads at once
     threads: int | None = None
+    args: Callable[[list[np.ndarray], list[np.ndarray]], list] | None = None
+
+    def __post_init__(self):
+        if self.call is None:
+            args = self.args
+            self.call = lambda kernel, ins, outs: kernel(*args(ins, outs))
 
     @classmethod
-    def looped(cls, call, template: str, size: int) -> Lowering:
+    def looped(cls, template: str, size: int, call=None, args=None) -> Lowering:
         """A lowering whose template loops `for ... in LOOP(n):` over `size` elements of
         work, on as many threads as that pays for."""
         threads = kernel_threads(size)
-        return cls(call, split_loop(template, threads), threads)
+        return cls(call, split_loop(template, threads), threads, args)
 
 
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, thread start-up costs more than it saves

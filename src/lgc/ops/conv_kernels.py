@@ -295,9 +295,9 @@ def lower_pad(node) -> Lowering:
     rows_in = int(np.prod(x.shape[:lead], dtype=np.int64))
     value, shape = a["value"], (tab.size, -1)
 
-    def call(kernel, ins, outs):
-        kernel(outs[0].reshape(shape), ins[0].reshape(rows_in, -1), tab, value)
-    return Lowering.looped(call, _GATHER_ROWS, node.out.type.size)
+    def args(ins, outs):
+        return [outs[0].reshape(shape), ins[0].reshape(rows_in, -1), tab, value]
+    return Lowering.looped(_GATHER_ROWS, node.out.type.size, args=args)
 
 
 def lower_pad_adjoint(node) -> Lowering:
@@ -306,6 +306,6 @@ def lower_pad_adjoint(node) -> Lowering:
     rows = int(np.prod(x.shape[:lead], dtype=np.int64))
     ptr, ent = inverse_table(tab, rows)
 
-    def call(kernel, ins, outs):
-        kernel(outs[0].reshape(rows, -1), ins[0].reshape(tab.size, -1), ptr, ent)
-    return Lowering.looped(call, _SUM_ROWS, node.inputs[0].type.size)
+    def args(ins, outs):
+        return [outs[0].reshape(rows, -1), ins[0].reshape(tab.size, -1), ptr, ent]
+    return Lowering.looped(_SUM_ROWS, node.inputs[0].type.size, args=args)

@@ -46,15 +46,15 @@ class Matmul(OpDef):
             a = a if a.dtype == dtype else a.astype(dtype)
             return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
 
-        def call(kernel, ins, outs):
-            kernel(blasable(ins[0]), blasable(ins[1]), outs[0])
+        def args(ins, outs):
+            return [blasable(ins[0]), blasable(ins[1]), outs[0]]
         m = node.out.shape[0]
         # in a program whose kernels have the threads (BLAS single-threaded), a big product
         # is split by rows between them, one single-threaded GEMM each
         count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), m)
         if count > 1:
-            return Lowering(call, _MATMUL_ROWS, count)
-        return Lowering(call, _MATMUL)
+            return Lowering(source=_MATMUL_ROWS, threads=count, args=args)
+        return Lowering(source=_MATMUL, args=args)
 
     def blas_flops(self, node):
         (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape

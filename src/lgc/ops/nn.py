@@ -36,9 +36,9 @@ class Softmax(OpDef):
     def lower_numba(self, node):
         p, k, q = pkq(node.inputs[0].shape, (node.attrs["axis"],))
 
-        def call(kernel, ins, outs):
-            kernel(outs[0].reshape(p, k, q), ins[0].reshape(p, k, q))
-        return Lowering.looped(call, _SOFTMAX_KERNEL, p * k * q)
+        def args(ins, outs):
+            return [outs[0].reshape(p, k, q), ins[0].reshape(p, k, q)]
+        return Lowering.looped(_SOFTMAX_KERNEL, p * k * q, args=args)
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(4, 3))], {"axis": 0}),

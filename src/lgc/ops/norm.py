@@ -55,9 +55,9 @@ class ChannelWindowSum(OpDef):
         shape = pkq(node.inputs[0].shape, (a["axis"],))
         before, after = a["before"], a["after"]
 
-        def call(kernel, ins, outs):
-            kernel(outs[0].reshape(shape), ins[0].reshape(shape), before, after)
-        return Lowering.looped(call, _WINDOW_SUM, node.out.type.size)
+        def args(ins, outs):
+            return [outs[0].reshape(shape), ins[0].reshape(shape), before, after]
+        return Lowering.looped(_WINDOW_SUM, node.out.type.size, args=args)
 
     def samples(self, rng):
         return [Sample([rng.normal(size=(3, 5, 2))], {"axis": 1, "before": 1, "after": 2}),

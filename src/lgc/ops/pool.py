@@ -96,10 +96,10 @@ class MaxPool(_PoolOp):
         x, a = node.inputs[0], node.attrs
         tab, rows = _pool_table(x.shape, a)
 
-        def call(kernel, ins, outs):
-            kernel(outs[0].reshape(tab.shape[0], -1), outs[1].reshape(tab.shape[0], -1),
-                   ins[0].reshape(rows, -1), tab)
-        return Lowering.looped(call, _MAXPOOL, x.type.size)
+        def args(ins, outs):
+            return [outs[0].reshape(tab.shape[0], -1), outs[1].reshape(tab.shape[0], -1),
+                    ins[0].reshape(rows, -1), tab]
+        return Lowering.looped(_MAXPOOL, x.type.size, args=args)
 
     def samples(self, rng):
         # distinct values spaced 1 apart: no ties, and finite differences never change an argmax
@@ -194,7 +194,7 @@ class GatherFlat(OpDef):
         def call(kernel, ins, outs):
             _check_flat(self.name, ins[1], -n, n)
             kernel(outs[0].reshape(-1), ins[0].reshape(-1), ins[1].reshape(-1))
-        return Lowering.looped(call, _GATHER_FLAT, node.out.type.size)
+        return Lowering.looped(_GATHER_FLAT, node.out.type.size, call)
 
     def samples(self, rng):
         idx = np.array([[0, 5, 7], [11, 5, 2]])
@@ -243,9 +243,9 @@ class AvgPool(_PoolOp):
         tab, rows = _pool_table(x.shape, a)
         div = _window_divisor(tab, a, node.out.dtype)
 
-        def call(kernel, ins, outs):
-            kernel(outs[0].reshape(tab.shape[0], -1), ins[0].reshape(rows, -1), tab, div)
-        return Lowering.looped(call, _AVGPOOL, x.type.size)
+        def args(ins, outs):
+            return [outs[0].reshape(tab.shape[0], -1), ins[0].reshape(rows, -1), tab, div]
+        return Lowering.looped(_AVGPOOL, x.type.size, args=args)
 
     def samples(self, rng):
         n = rng.normal
@@ -300,10 +300,10 @@ class AvgPoolBackward(_PoolOp):
         ptr, ent = inverse_table(tab, rows)
         k = tab.shape[1]
 
-        def call(kernel, ins, outs):
-            kernel(outs[0].reshape(rows, -1), ins[0].reshape(tab.shape[0], -1), ptr, ent, k,
-                   div)
-        return Lowering.looped(call, _AVGPOOL_BACKWARD, node.out.type.size)
+        def args(ins, outs):
+            return [outs[0].reshape(rows, -1), ins[0].reshape(tab.shape[0], -1), ptr, ent, k,
+                    div]
+        return Lowering.looped(_AVGPOOL_BACKWARD, node.out.type.size, args=args)
 
     def samples(self, rng):
         n = rng.normal

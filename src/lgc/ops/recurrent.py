@@ -120,7 +120,7 @@ class Embed(OpDef):
         def call(kernel, ins, outs):
             _check_indices(self.name, ins[0], w.shape[1])
             kernel(outs[0].reshape(ys), ins[0].reshape(p, q), ins[1])
-        return Lowering.looped(call, _EMBED, node.out.type.size)
+        return Lowering.looped(_EMBED, node.out.type.size, call)
 
     def samples(self, rng):
         return [Sample([rng.integers(0, 4, size=(1, 3, 2)), rng.normal(size=(2, 4))],

@@ -199,6 +199,9 @@ class TrainStep:
                 donate[base + 1 + s] = n_inputs_before + len(groups) + k * n_state + s
         if hasattr(exe, "donate"):
             exe.donate(donate)
+        if hasattr(exe, "pin"):  # the same parameter and state arrays on every call
+            fixed = list(packed.param_views) + flats + [s for st in states for s in st]
+            exe.pin(dict(enumerate(fixed)))
         return program, exe, donate
 
     def __call__(self, *batch):
