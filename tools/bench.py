@@ -407,7 +407,8 @@ def profile(name: str, reps: int, top: int, lr: float) -> str:
     prob = W.problem(name, False)
     ts = lgc.compile_train_step(prob.loss, prob.params, "adam", learnRate=lr)
     ts(*prob.batch)
-    (_, exe, _), = ts._programs.values()
+    (compiled,) = ts._programs.values()
+    exe = compiled.exe
     if not hasattr(exe, "_bound"):
         raise SystemExit(f"--profile needs the numba backend (got {exe.backend})")
     for _ in range(3):

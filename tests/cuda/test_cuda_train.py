@@ -87,7 +87,7 @@ def test_parameters_stay_on_the_device_between_steps():
         step(*batches[2])  # a new batch size: a second executable shares the same mirror
         assert runtime.MIRRORS[id(theta)] is mirror and mirror.dirty
         np.testing.assert_array_equal(theta, before)  # the host copy was not touched
-        exes = [e for _, e, _ in step._programs.values()]
+        exes = [c.exe for c in step._programs.values()]
         assert len(exes) == 2
         # inputs uploaded per call: the batch and hyperparameters, never parameters or state
         n_up = [e.transfers["to_device"] for e in exes]

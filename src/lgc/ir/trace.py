@@ -159,10 +159,12 @@ def signature(args: tuple) -> tuple[tuple, list[np.ndarray]]:
     return (struct, tuple(types)), arrays
 
 
-def unflatten_outputs(program: Program, arrays: list[np.ndarray]) -> Any:
+def unflatten_outputs(program: Program, arrays: list[np.ndarray], struct=None) -> Any:
+    """The program's outputs as the traced function returned them; with `struct`, only its
+    first outputs (`arrays`), as that structure."""
     from ..dlarray import DLArray
 
     out = []
     for v, kind, a in zip(program.graph.outputs, program.out_kinds, arrays):
         out.append(DLArray._wrap(a, v.type) if kind == "dlarray" else a)
-    return tree.unflatten(program.out_struct, out)
+    return tree.unflatten(program.out_struct if struct is None else struct, out)

@@ -9,6 +9,8 @@ views the next step reads are already up to date: no copies of parameters betwee
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from .. import tree
@@ -42,6 +44,24 @@ class NonFiniteError(LgcError):
     def __init__(self, message: str, iteration: int, parameter: str | None):
         super().__init__(message)
         self.iteration, self.parameter = iteration, parameter
+
+
+class _Compiled(NamedTuple):
+    """A traced and compiled train step for one batch signature."""
+
+    program: _trace.Program
+    exe: Any
+    donate: dict[int, int]  # output k -> the input it is written into
+    head: Any  # the structure of (loss, extras, new state, finite flags): the first outputs
+    n_head: int  # their number (the updated buffers follow, already in place)
+
+
+def _batch_key(batch: tuple) -> tuple[tuple, list[np.ndarray]]:
+    """The program cache key of a batch and its arrays; a batch of dlarrays (the usual one)
+    skips the general flattening."""
+    if all(type(x) is DLArray and x._value is None for x in batch):
+        return ("dlarrays", tuple(x._type for x in batch)), [x._data for x in batch]
+    return _trace.signature(batch)
 
 
 class TrainStep:
@@ -167,6 +187,7 @@ class TrainStep:
             # sum(g·0) is 0 for a finite gradient and NaN otherwise: exact and one cheap pass
             flags = [_sum(g * 0.0) for g in grads] if check else []
             grads = transform(grads, views)
+            head[:] = [tree.flatten((loss, extras, new_state, flags))]
             updated = []
             for k, g in enumerate(groups):
                 gflat = apply("concatenate", *(reshape(grads[i], (-1,)) for i in g.members),
@@ -179,6 +200,7 @@ class TrainStep:
             return loss, extras, new_state, flags, updated
 
         check = self._check_finite
+        head: list = []  # filled by the trace: the leaves and structure of the first outputs
         views = [DLArray._concrete(v, "") for v in packed.param_views]
         flats = [g.theta for g in groups]
         states = [g.state for g in groups]
@@ -202,14 +224,15 @@ class TrainStep:
         if hasattr(exe, "pin"):  # the same parameter and state arrays on every call
             fixed = list(packed.param_views) + flats + [s for st in states for s in st]
             exe.pin(dict(enumerate(fixed)))
-        return program, exe, donate
+        (leaves, struct), = head
+        return _Compiled(program, exe, donate, struct, len(leaves))
 
     def __call__(self, *batch):
-        key, batch_arrays = _trace.signature(batch)
+        key, batch_arrays = _batch_key(batch)
         entry = self._programs.get(key)
         if entry is None:
             entry = self._programs[key] = self._trace(batch)
-        program, exe, donate = entry
+        program, exe, donate = entry.program, entry.exe, entry.donate
         if self._check_finite:
             if self._backup is None:
                 self._backup = [b.copy() for b in self.buffers()]
@@ -230,8 +253,8 @@ class TrainStep:
         for k, j in donate.items():
             if outs[k] is not inputs[j]:
                 np.copyto(inputs[j], outs[k])
-        result = _trace.unflatten_outputs(program, outs)
-        loss, extras, new_state, flags, _ = result
+        loss, extras, new_state, flags = _trace.unflatten_outputs(program, outs[:entry.n_head],
+                                                                  entry.head)
         value = float(np.asarray(loss))
         bad = next((i for i, f in enumerate(flags) if not np.isfinite(np.asarray(f))), None)
         if not np.isfinite(value) or bad is not None:

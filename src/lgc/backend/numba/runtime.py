@@ -484,7 +484,7 @@ class NumbaExecutable:
         self._prebind()
 
     _pinned: dict[int, np.ndarray] = {}
-    _template: list | None = None  # the value list every call starts from (`_prebind`)
+    _template: list = []  # the value list every call starts from (`_prebind`)
 
     def _prebind(self) -> None:
         """Build once what every call would build again. A value is fixed when its array is
@@ -532,6 +532,7 @@ class NumbaExecutable:
             else:
                 plan.append((step, call))
         self._template, self._bound = env, plan
+        self._unpinned = [k for k in range(len(self.optimized.inputs)) if k not in self._pinned]
 
     def _done_here(self, step: Step, env: list) -> bool:
         """Run a view step on fixed values now; False (and nothing kept) when an output is
@@ -601,10 +602,14 @@ class NumbaExecutable:
         g = self.optimized
         if len(inputs) != len(g.inputs):
             raise ShapeError(f"@{g.name}: expected {len(g.inputs)} inputs, got {len(inputs)}")
-        # the values fixed for good (`_prebind`) are in place from the start
-        template = self._template
-        env: list = template.copy() if template is not None else [None] * len(self._index)
-        for k, (a, (dtype, shape)) in enumerate(zip(inputs, self._input_types)):
+        general = _first or getattr(_DRY_RUN, "record", None) is not None or any(
+            inputs[k] is not a for k, a in self._pinned.items())
+        # the values fixed for good (`_prebind`) are in place from the start, pinned inputs
+        # included (checked when pinned)
+        env: list = [None] * len(self._index) if general else self._template.copy()
+        types = self._input_types
+        for k in range(len(inputs)) if general else self._unpinned:
+            a, (dtype, shape) = inputs[k], types[k]
             # an array as the program wants it passes as is (np.require costs ~2 us an input)
             if not (type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
                     and a.flags.c_contiguous):
@@ -612,31 +617,22 @@ class NumbaExecutable:
             env[k] = a
         limit = self._threaded and blas.set_threads(1)
         try:
-            if _first or getattr(_DRY_RUN, "record", None) is not None:
+            if general:
                 for step in self._steps:
                     if _first and step.kind == "kernel":
                         self._first_call(step, env)
                     else:
                         step.run(env)
             else:
-                self._run_bound(env, inputs)
+                for step, call in self._bound:
+                    if call is None:
+                        step.run(env)
+                    else:
+                        call()
         finally:
             if limit:
                 blas.set_threads(limit)
         return [env[i] for i in self._outputs]
-
-    def _run_bound(self, env: list, inputs: list) -> None:
-        """A call through the steps built by `_prebind` (the general path when a pinned
-        input is not the pinned array)."""
-        if any(inputs[k] is not a for k, a in self._pinned.items()):
-            for step in self._steps:
-                step.run(env)
-            return
-        for step, call in self._bound:
-            if call is None:
-                step.run(env)
-            else:
-                call()
 
     def _first_call(self, step, env) -> None:
         n, run, k = step.node, step.run, step.kernel
