@@ -74,6 +74,8 @@ class Lowering:
 
     def __post_init__(self):
         if self.call is None:
+            if self.args is None or not self.source:
+                raise TypeError("Lowering needs `call`, or `args` with a kernel `source`")
             args = self.args
             self.call = lambda kernel, ins, outs: kernel(*args(ins, outs))
 
