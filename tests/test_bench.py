@@ -100,3 +100,27 @@ def test_rounds_interleave_contenders_and_report_the_median(bench, monkeypatch, 
                "workloads": [row]}
     table = bench._report().markdown(results)
     assert "median of 3 such processes" in table and "| mlp | 3, 1, 2 | - | 4, 8, 2 |" in table
+
+
+def test_against_alternates_the_revisions_and_reports_the_change(bench, monkeypatch, capsys):
+    """--against REV: every round runs REV's lgc, then the working tree's, each in a fresh
+    process on the other's heels; the line gives both medians and the change in percent."""
+    calls, ms = [], {"/rev/src": iter([2.0, 4.0, 3.0]), None: iter([1.0, 2.0, 1.5])}
+
+    def fake_worker(contender, name, args, cache=None, reps=None, src=None, **kw):
+        calls.append((contender, name, src))
+        return {"status": "ok", "ms": next(ms[src]), "lgc_path": "/rev" if src else "/here"}
+
+    monkeypatch.setattr(bench, "worker", fake_worker)
+    args = bench._parser().parse_args(["mlp", "--against", "abc", "--rounds", "3"])
+    (row,) = bench.compare_rounds(["mlp"], {"abc": "/rev/src", "working tree": None}, args)
+    assert calls == [("lgc", "mlp", "/rev/src"), ("lgc", "mlp", None)] * 3
+    assert row["ms"] == {"abc": 3.0, "working tree": 1.5}
+    assert "abc 3 ms -> working tree 1.5 ms (-50.0 %)" in capsys.readouterr().out
+
+    def wrong_lgc(contender, name, args, cache=None, reps=None, src=None, **kw):
+        return {"status": "ok", "ms": 1.0, "lgc_path": "/installed"}
+
+    monkeypatch.setattr(bench, "worker", wrong_lgc)
+    with pytest.raises(SystemExit, match="imported lgc from /installed"):
+        bench.compare_rounds(["mlp"], {"abc": "/rev/src", "working tree": None}, args)

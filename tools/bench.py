@@ -5,6 +5,7 @@
     python tools/bench.py --quick           # tiny sizes in-process: lgc and the peers agree
     python tools/bench.py --json out.json --plot ratios.png
     python tools/bench.py --profile lenet   # where the time of lgc's train step goes
+    python tools/bench.py mlp lstm --against HEAD~3 --rounds 5   # lgc before and after
     python tools/bench.py --backend reference   # (numba by default; cuda: docs/cuda.md)
 
 Every workload (tools/bench_workloads.py) is timed as a full train step — forward, loss,
@@ -204,12 +205,15 @@ def measure(contender: str, name: str, quick: bool, reps: int, lr: float,
 
 
 def worker(contender: str, name: str, args, cache: str | None = None, reps: int | None = None,
-           memflat: bool = False, timeout: float = 900) -> dict:
-    """measure() in a fresh process (its own maxrss, its own cold or warm kernel cache)."""
+           memflat: bool = False, timeout: float = 900, src: str | None = None) -> dict:
+    """measure() in a fresh process (its own maxrss, its own cold or warm kernel cache); with
+    `src`, the lgc of that source folder (another revision's `src/`)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", contender, name,
            "--reps", str(reps or args.reps), "--lr", str(args.lr)] + (
         ["--memflat"] if memflat else [])
     env = {**os.environ, "LGC_BACKEND": args.backend}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     if args.threads:
         cmd += ["--threads", str(args.threads)]
         env.update({k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -366,6 +370,71 @@ def run_full(names, contenders, args) -> list[dict]:
     return rows
 
 
+# --- before and after: lgc at another revision against the working tree ----------------------
+
+
+def _checkout(rev: str, folder: str) -> str:
+    """A detached worktree of `rev` in `folder`; returns its `src` folder."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run(["git", "-C", root, "worktree", "add", "--detach", folder, rev],
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"--against {rev}: git worktree failed: {res.stderr.strip()}")
+    return os.path.join(folder, "src")
+
+
+def _drop_checkout(folder: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(["git", "-C", root, "worktree", "remove", "--force", folder],
+                   capture_output=True)
+
+
+def compare_rounds(names, sources: dict[str, str | None], args) -> list[dict]:
+    """For each workload, `args.rounds` rounds in which every source's lgc train step runs
+    once in a fresh process, in turn (one warm kernel cache for all: kernels are keyed by
+    their source, so each version loads its own)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for name in names:
+            runs: dict[str, list[float]] = {label: [] for label in sources}
+            for _ in range(args.rounds):
+                for label, src in sources.items():
+                    r = worker("lgc", name, args, cache, src=src)
+                    if r.get("status") != "ok":
+                        raise SystemExit(f"{name} at {label}: {r.get('status')}")
+                    if src and not r["lgc_path"].startswith(os.path.dirname(src)):
+                        raise SystemExit(f"{name} at {label} imported lgc from {r['lgc_path']}")
+                    runs[label].append(r["ms"])
+            row = {"workload": name, "ms_rounds": runs,
+                   "ms": {label: statistics.median(v) for label, v in runs.items()}}
+            rows.append(row)
+            print(compare_line(row), flush=True)
+    return rows
+
+
+def compare_line(row: dict) -> str:
+    (a, before), (b, after) = row["ms"].items()
+    rounds = "; ".join(f"{label} " + ", ".join(f"{x:.3g}" for x in v)
+                       for label, v in row["ms_rounds"].items())
+    return (f"{row['workload']:>6}  {a} {before:.3g} ms -> {b} {after:.3g} ms "
+            f"({100 * (after / before - 1):+.1f} %)  [rounds: {rounds}]")
+
+
+def against(names, args) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = os.path.join(tmp, "rev")
+        src = _checkout(args.against, folder)
+        try:
+            rows = compare_rounds(names, {args.against: src, "working tree": None}, args)
+        finally:
+            _drop_checkout(folder)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"against": args.against, "rounds": args.rounds, "reps": args.reps,
+                       "machine": machine(), "workloads": rows}, f, indent=1)
+    return 0
+
+
 def depth_scaling(args) -> dict:
     out = {}
     for d in (4, 16, 64):
@@ -502,6 +571,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--top", type=int, default=15, help="rows of --profile")
     ap.add_argument("--no-extras", action="store_true",
                     help="skip limits, compile-vs-depth and memory-over-1,000-steps")
+    ap.add_argument("--against", metavar="REV",
+                    help="lgc at git revision REV against the working tree, taking turns in "
+                         "fresh processes (--rounds of each): before/after of a change")
     ap.add_argument("--worker", nargs=2, metavar=("CONTENDER", "WORKLOAD"),
                     help=argparse.SUPPRESS)
     ap.add_argument("--memflat", action="store_true", help=argparse.SUPPRESS)
@@ -536,11 +608,14 @@ def main(argv=None) -> int:
     try:
         if args.worker:
             res = measure(*args.worker, False, args.reps, args.lr, args.memflat)
+            res["lgc_path"] = os.path.dirname(os.path.dirname(os.path.abspath(lgc.__file__)))
             print("BENCH_RESULT " + json.dumps(res), flush=True)
             return 0
         if args.profile:
             print(profile(args.profile, args.reps, args.top, args.lr))
             return 0
+        if args.against:
+            return against(names, args)
         return _run(names, contenders, args)
     finally:
         backends._selected = previous
