@@ -230,6 +230,20 @@ def test_nested_dlfeval_is_trace_error():
 # --- caching ----------------------------------------------------------------------------------
 
 
+def test_a_tuple_of_dlarrays_keys_the_cache_as_the_general_flattening_does():
+    """signature() builds the key of the usual call (a tuple of dlarrays) directly; it must
+    be the key the general path gives, or the same call would trace twice."""
+    from lgc import tree
+    from lgc.ir import trace
+
+    args = (dlarray(rand(3, 2), "CB"), dlarray(rand(4).astype(np.float64)))
+    key, arrays = trace.signature(args)
+    leaves, struct = tree.flatten(args)
+    assert key == (struct, tuple(x._type for _, x in leaves))
+    assert all(a is x._data for a, (_, x) in zip(arrays, leaves))
+    assert trace.signature((*args, np.zeros(2)))[0][0] == tree.flatten((*args, np.zeros(2)))[1]
+
+
 def test_dlfeval_traces_once_per_signature():
     calls = []
 

@@ -373,10 +373,12 @@ def run_full(names, contenders, args) -> list[dict]:
 # --- before and after: lgc at another revision against the working tree ----------------------
 
 
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _checkout(rev: str, folder: str) -> str:
     """A detached worktree of `rev` in `folder`; returns its `src` folder."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run(["git", "-C", root, "worktree", "add", "--detach", folder, rev],
+    res = subprocess.run(["git", "-C", _REPO, "worktree", "add", "--detach", folder, rev],
                          capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"--against {rev}: git worktree failed: {res.stderr.strip()}")
@@ -384,8 +386,7 @@ def _checkout(rev: str, folder: str) -> str:
 
 
 def _drop_checkout(folder: str) -> None:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run(["git", "-C", root, "worktree", "remove", "--force", folder],
+    subprocess.run(["git", "-C", _REPO, "worktree", "remove", "--force", folder],
                    capture_output=True)
 
 

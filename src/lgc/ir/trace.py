@@ -145,6 +145,10 @@ def signature(args: tuple) -> tuple[tuple, list[np.ndarray]]:
     arrays in order."""
     from ..dlarray import DLArray
 
+    if type(args) is tuple and all(type(x) is DLArray and x._value is None for x in args):
+        # the usual call, a tuple of dlarrays: the key tree.flatten would give, built directly
+        return ((("tuple", (tree.LEAF,) * len(args)), tuple(x._type for x in args)),
+                [x._data for x in args])
     leaves, struct = tree.flatten(args)
     types, arrays = [], []
     for _, x in leaves:

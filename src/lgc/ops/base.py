@@ -158,6 +158,12 @@ class OpDef:
     # otherwise run as a free view
     alias: ClassVar[bool] = False
 
+    @property
+    def reshapes(self) -> bool:
+        """Whether the output is the first input's elements in the same C order (an alias, a
+        reshape): a backend may give it the input's memory."""
+        return self.alias
+
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(attrs) - set(self.attrs)
         assert not unknown, f"{self.name}: unknown attributes {sorted(unknown)}"

@@ -23,6 +23,7 @@ class Reshape(OpDef):
 
     name = "reshape"
     attrs = {"shape": ()}
+    reshapes = True
 
     def normalize_attrs(self, attrs):
         attrs = super().normalize_attrs(attrs)

@@ -56,14 +56,6 @@ class _Compiled(NamedTuple):
     n_head: int  # their number (the updated buffers follow, already in place)
 
 
-def _batch_key(batch: tuple) -> tuple[tuple, list[np.ndarray]]:
-    """The program cache key of a batch and its arrays; a batch of dlarrays (the usual one)
-    skips the general flattening."""
-    if all(type(x) is DLArray and x._value is None for x in batch):
-        return ("dlarrays", tuple(x._type for x in batch)), [x._data for x in batch]
-    return _trace.signature(batch)
-
-
 class TrainStep:
     """A compiled training step: `step(*batch)` returns the loss as a float (and aux outputs).
 
@@ -228,7 +220,7 @@ class TrainStep:
         return _Compiled(program, exe, donate, struct, len(leaves))
 
     def __call__(self, *batch):
-        key, batch_arrays = _batch_key(batch)
+        key, batch_arrays = _trace.signature(batch)
         entry = self._programs.get(key)
         if entry is None:
             entry = self._programs[key] = self._trace(batch)

@@ -166,7 +166,7 @@ class CudaExecutable:
             return ("kernel", n, self._fused(n, ins, outs))
         if op.reduce is not None and len(n.inputs) == 1:
             return ("kernel", n, self._reduce(n, ins, outs))
-        if op.alias or op.name == "reshape":
+        if op.reshapes:
             (i_in,), (i_out,) = ins, outs
             shape = n.out.shape
 

@@ -457,7 +457,7 @@ class NumbaExecutable:
                 return None  # an input of the program
             if step.kind != "numpy":
                 return v
-            if not (step.node.op.alias or step.node.op.name == "reshape"):
+            if not step.node.op.reshapes:
                 return None
             v = step.node.inputs[0]
 
