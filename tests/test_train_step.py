@@ -66,6 +66,25 @@ def test_train_step_agrees_with_dlfeval_and_update_loop(backend, solver):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.parametrize("backend", ["numba"], indirect=True)
+def test_parameter_and_state_buffers_are_pinned_so_their_calls_are_built_once(backend):
+    """On the Numba backend a train step fixes its parameter views, flat buffers and optimizer
+    state to its executable: the steps on them are built once (fewer calls than steps), and
+    the update still lands in the step's own buffers."""
+    params, X, T = _mlp_problem()
+    step = compile_train_step(mlp_loss, params, "adam", learnRate=0.05)
+    step(X, T)
+    (compiled,) = step._programs.values()
+    exe, packed = compiled.exe, step._packed
+    fixed = [*packed.param_views, *(g.theta for g in packed.groups),
+             *(s for g in packed.groups for s in g.state)]
+    assert [exe._pinned[k] for k in range(len(fixed))] == fixed
+    assert exe.stats["steps_per_call"] < len(exe._steps)
+    before = packed.groups[0].theta.copy()
+    step(X, T)
+    assert not np.array_equal(packed.groups[0].theta, before)
+
+
 def test_learn_rate_is_settable_without_retracing():
     params, X, T = _mlp_problem()
     step = compile_train_step(mlp_loss, params, "sgdm", learnRate=0.1)
