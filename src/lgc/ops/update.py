@@ -22,10 +22,18 @@ class _Update(OpDef):
     n_arrays = 0  # leading array inputs; the rest are 0-d hyperparameters
     n_hyper = 0
     # the body of the kernel's loop over i: reads the arrays at i, writes the outputs at i;
-    # `scalar_names` are the values `kernel_scalars` derives from the hyperparameters
+    # `scalars` are the values the loop uses, each (name, expression of the hyperparameters
+    # named `hyper_names`); `kernel_scalars` evaluates them, the Numba kernel computes them
     body: list[str] = []
     arg_names: list[str] = []
-    scalar_names: tuple[str, ...] = ()
+    hyper_names: tuple[str, ...] = ()
+    scalars: tuple[tuple[str, str], ...] = ()
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls.scalar_names = tuple(name for name, _ in cls.scalars)
+        cls._scalar_code = [compile(expr, f"<{cls.__name__} {name}>", "eval")
+                            for name, expr in cls.scalars]
 
     def infer(self, in_types):
         arrays = in_types[:self.n_arrays]
@@ -42,31 +50,42 @@ class _Update(OpDef):
     def kernel_scalars(self, *hyper: float) -> tuple[float, ...]:
         """The scalars the kernel loop uses, derived once per call from the hyperparameters
         (in float64, then rounded to the parameters' dtype so the loop stays in it)."""
-        return hyper
+        names = {"np": np, **dict(zip(self.hyper_names, hyper))}
+        return tuple(eval(code, names) for code in self._scalar_code)
 
     def lower_numba(self, node):
-        # The kernel updates in place: outputs are the parameter and state arrays themselves
-        # (o0 -> theta, o1.. -> the state after g). Distinct output pointers would keep LLVM
-        # from vectorizing the loop (too many possible aliases); 5x slower, measured.
+        # The loop updates in place: it reads and writes the outputs (o0 the parameters, o1..
+        # the state after g), copied from the inputs first unless they are the inputs (donated
+        # buffers). Distinct input and output pointers would keep LLVM from vectorizing the
+        # loop (too many possible aliases); 5x slower, measured. The scalars are computed in
+        # float64 from the 0-d hyperparameters, then rounded to the parameters' dtype.
         size = node.inputs[0].type.size
-        dtype = np_dtype(node.inputs[0].dtype).type
-        arrays = self.arg_names[:self.n_arrays]
-        alias = [arrays[0]] + arrays[2:]
-        body = [re.sub(r"\bo(\d+)\b", lambda m: alias[int(m.group(1))], ln) for ln in self.body]
-        threads = kernel_threads(size)
-        src = split_loop(f"def kernel({', '.join(arrays + list(self.scalar_names))}):\n"
-                         + f"    for i in LOOP({arrays[0]}.shape[0]):\n"
-                         + "".join(f"        {ln}\n" for ln in body) + "    return 0\n", threads,
-                         unsigned=True)
+        dtype = np_dtype(node.inputs[0].dtype).type.__name__
         n = self.n_arrays
+        arrays = self.arg_names[:n]
+        state = [arrays[0]] + arrays[2:]  # what o0, o1, ... start from
+        hyper = {h: f"h{k}[0]" for k, h in enumerate(self.hyper_names)}
+        read = {a: f"o{k}" for k, a in enumerate(state)}
+        body = [re.sub(r"\b(\w+)\[i\]", lambda m: f"{read.get(m.group(1), m.group(1))}[i]", ln)
+                for ln in self.body]
+        outs = [f"o{k}" for k in range(len(state))]
+        lines = [f"def kernel({', '.join(arrays + outs + [h[:-3] for h in hyper.values()])}):"]
+        lines += [f"    {name} = np.{dtype}("
+                  + re.sub(r"\b\w+\b", lambda m: hyper.get(m.group(0), m.group(0)), expr) + ")"
+                  for name, expr in self.scalars]
+        lines.append("    if " + " or ".join(f"{o}.ctypes.data != {a}.ctypes.data"
+                                            for o, a in zip(outs, state)) + ":")
+        lines.append(f"        for i in LOOP({arrays[0]}.shape[0]):")
+        lines += [f"            {o}[i] = {a}[i]" for o, a in zip(outs, state)]
+        lines.append(f"    for i in LOOP({arrays[0]}.shape[0]):")
+        lines += [f"        {ln}" for ln in body]
+        lines.append("    return 0")
+        threads = kernel_threads(size)
+        src = split_loop("\n".join(lines) + "\n", threads, unsigned=True)
 
-        def call(kernel, ins, outs):
-            for o, a in zip(outs, [ins[0], *ins[2:n]]):
-                if o is not a:  # not donated: start the outputs from the inputs
-                    np.copyto(o, a)
-            scalars = self.kernel_scalars(*(float(h) for h in ins[n:]))
-            kernel(outs[0], ins[1], *outs[1:], *(dtype(c) for c in scalars))
-        return Lowering(call, src, threads)
+        def args(ins, outs):
+            return [*ins[:n], *outs, *(np.asarray(h, np.float64).reshape(1) for h in ins[n:])]
+        return Lowering(source=src, threads=threads, args=args)
 
     def samples(self, rng):
         n = 7
@@ -83,17 +102,15 @@ class AdamUpdate(_Update):
     name = "adam_update"
     n_arrays, n_hyper, n_outputs = 4, 5, 3
     arg_names = ["theta", "g", "m", "v"]
-    scalar_names = ("b1", "c1", "b2", "c2", "step", "eps")
+    hyper_names = ("lr", "beta1", "beta2", "eps", "t")
+    scalars = (("b1", "beta1"), ("c1", "1 - beta1"), ("b2", "beta2"), ("c2", "1 - beta2"),
+               ("step", "lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)"), ("eps", "eps"))
     body = ["gi = g[i]",
             "mi = b1 * m[i] + c1 * gi",
             "vi = b2 * v[i] + c2 * gi * gi",
             "o1[i] = mi",
             "o2[i] = vi",
             "o0[i] = theta[i] - step * mi / (np.sqrt(vi) + eps)"]
-
-    def kernel_scalars(self, lr, beta1, beta2, eps, t):
-        step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-        return beta1, 1 - beta1, beta2, 1 - beta2, step, eps
 
     sample_hyper = (0.01, 0.9, 0.999, 1e-8, 3.0)
 
@@ -113,14 +130,12 @@ class RmspropUpdate(_Update):
     name = "rmsprop_update"
     n_arrays, n_hyper, n_outputs = 3, 3, 2
     arg_names = ["theta", "g", "v"]
-    scalar_names = ("lr", "rho", "c", "eps")
+    hyper_names = ("lr", "rho", "eps")
+    scalars = (("lr", "lr"), ("rho", "rho"), ("c", "1 - rho"), ("eps", "eps"))
     body = ["gi = g[i]",
             "vi = rho * v[i] + c * gi * gi",
             "o1[i] = vi",
             "o0[i] = theta[i] - lr * gi / (np.sqrt(vi) + eps)"]
-
-    def kernel_scalars(self, lr, rho, eps):
-        return lr, rho, 1 - rho, eps
 
     sample_hyper = (0.01, 0.9, 1e-8)
 
@@ -137,7 +152,8 @@ class SgdmUpdate(_Update):
     name = "sgdm_update"
     n_arrays, n_hyper, n_outputs = 3, 2, 2
     arg_names = ["theta", "g", "vel"]
-    scalar_names = ("lr", "mu")
+    hyper_names = ("lr", "mu")
+    scalars = (("lr", "lr"), ("mu", "mu"))
     body = ["veli = mu * vel[i] - lr * g[i]",
             "o1[i] = veli",
             "o0[i] = theta[i] + veli"]
