@@ -482,21 +482,58 @@ def test_lstm_kernels_split_big_recurrences_between_threads():
 
 
 @pytest.mark.parametrize("transposed", [False, True])
-def test_matmul_split_by_rows_between_kernel_threads_matches_reference(monkeypatch, transposed):
+@pytest.mark.parametrize("shape", [(101, 600, 160), (40, 800, 301)], ids=["rows", "columns"])
+def test_matmul_split_between_kernel_threads_matches_reference(monkeypatch, transposed, shape):
     """In a program whose kernels have the threads, a big matmul runs as one single-threaded
-    GEMM per block of rows (101 rows: blocks of 50 and 51); x may be a transposed view."""
+    GEMM per block of rows of the output (101 rows: blocks of 50 and 51), or of columns when
+    it is wider than tall (301 columns); x and y may be transposed views (no copies)."""
     from lgc.backend.numba import blas
 
     monkeypatch.setattr(blas, "matmul_bound", lambda g: False)
-    x, y = RNG.normal(size=(101, 600)), RNG.normal(size=(600, 160))
+    m, k, n = shape
+    x, y = RNG.normal(size=(m, k)), RNG.normal(size=(k, n))
     b = Builder(Graph("rows"))
-    xv, yv = emit_inputs(b, [x.T.copy() if transposed else x, y])
-    xv = b.emit("transpose", xv, perm=(1, 0)) if transposed else xv
+    xv, yv = emit_inputs(b, [x.T.copy(), y.T.copy()] if transposed else [x, y])
+    if transposed:
+        xv, yv = (b.emit("transpose", v, perm=(1, 0)) for v in (xv, yv))
     b.graph.outputs = [b.emit("matmul", xv, yv)]
     exe = NumbaExecutable(b.graph)
     assert exe.stats["threads"] == "kernels"
-    args = [x.T.copy() if transposed else x, y]
+    args = [x.T.copy(), y.T.copy()] if transposed else [x, y]
     np.testing.assert_allclose(exe(args)[0], x @ y, **TOLERANCE["f64"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_on_strided_views_matches_numpy(dtype):
+    """intrinsics.gemm: z = x @ y + beta z straight on views with a unit stride along either
+    axis (C and F order, row blocks, column blocks, transposed blocks, vectors), and on the
+    copies' path for anything else."""
+    import numba
+
+    from lgc.backend.numba.intrinsics import gemm
+
+    a = numba.from_dtype(dtype)[:, :]  # one compile: every view as layout "A"
+
+    @numba.njit(numba.void(a, a, a, numba.float64))
+    def run(x, y, z, beta):
+        gemm(x, y, z, beta)
+
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
+    for m, k, n in [(5, 3, 4), (1, 4, 6), (6, 4, 1), (7, 1, 5), (33, 17, 9)]:
+        xs, ys = RNG.normal(size=(m, k)).astype(dtype), RNG.normal(size=(k, n)).astype(dtype)
+        wide = np.concatenate([ys, ys], axis=1)
+        for x in (xs, np.asfortranarray(xs), np.concatenate([xs, xs])[m:], xs[:, ::-1][:, ::-1],
+                  xs.repeat(2, axis=1)[:, ::2]):  # the last: no unit stride, copied
+            for y in (ys, np.asfortranarray(ys), wide[:, :n], wide.T.copy().T[:, n:]):
+                for beta in (0.0, 1.0):
+                    z = RNG.normal(size=(m, n)).astype(dtype)
+                    want = x @ y + beta * z
+                    run(x, y, z, beta)
+                    np.testing.assert_allclose(z, want, **tol)
+        z = np.zeros((m, 2 * n), dtype)  # a column block of the output
+        run(xs, ys, z[:, n:], 0.0)
+        np.testing.assert_allclose(z[:, n:], xs @ ys, **tol)
+        assert not z[:, :n].any()
 
 
 def test_step_barrier_raises_when_a_partner_never_arrives():

@@ -35,8 +35,9 @@ class Matmul(OpDef):
         return [b.relabel(gx, x.fmt), b.relabel(gy, y.fmt)]
 
     def lower_numba(self, node):
-        # BLAS straight into the planned output buffer, through the kernel below: Numba's np.dot
-        # calls SciPy's BLAS, the one kernels with in-kernel GEMMs (LSTM, convolution) call.
+        # BLAS straight into the planned output buffer, through the kernel below: `gemm`
+        # (intrinsics.py) calls SciPy's BLAS as Numba's np.dot does, the one kernels with
+        # in-kernel GEMMs (LSTM, convolution) call, on strided views (transposes, row blocks).
         # NumPy's own BLAS is a second library with a second set of threads, and two sets
         # spinning on the same cores slow each other down several times (measured: an LSTM
         # step 7 -> 27 ms when its kernels' GEMMs and the matmuls used different libraries)
@@ -48,9 +49,9 @@ class Matmul(OpDef):
 
         def args(ins, outs):
             return [blasable(ins[0]), blasable(ins[1]), outs[0]]
-        m = node.out.shape[0]
+        m = max(node.out.shape)
         # in a program whose kernels have the threads (BLAS single-threaded), a big product
-        # is split by rows between them, one single-threaded GEMM each
+        # is split by rows (or columns) between them, one single-threaded GEMM each
         count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), m)
         if count > 1:
             return Lowering(source=_MATMUL_ROWS, threads=count, args=args)
@@ -65,12 +66,18 @@ class Matmul(OpDef):
 
 
 _MATMUL = """def kernel(x, y, z):
-    np.dot(x, y, z)
+    gemm(x, y, z)
     return 0
 """
+# split along the longer side of z: rows of x, or columns of y (strided views: no copies)
 _MATMUL_ROWS = """def kernel(x, y, z, t, T):
-    i0, i1 = t * x.shape[0] // T, (t + 1) * x.shape[0] // T
-    np.dot(np.ascontiguousarray(x[i0:i1]), y, z[i0:i1])
+    m, n = z.shape
+    if m >= n:
+        i0, i1 = t * m // T, (t + 1) * m // T
+        gemm(x[i0:i1], y, z[i0:i1])
+    else:
+        j0, j1 = t * n // T, (t + 1) * n // T
+        gemm(x, y[:, j0:j1], z[:, j0:j1])
     return 0
 """
 # GEMM flops per elementwise-kernel element when asking `kernel_threads`: a product is split

@@ -31,9 +31,14 @@ import math
 import numpy as np
 from numba import njit
 
-from lgc.backend.numba.intrinsics import fast_exp, fast_sigmoid, fast_tanh, step_barrier
+from lgc.backend.numba.intrinsics import fast_exp, fast_sigmoid, fast_tanh, gemm, step_barrier
 
 '''
+
+
+def calls_blas(source: str) -> bool:
+    """Whether a kernel's source calls SciPy's BLAS (np.dot, or `gemm` of intrinsics.py)."""
+    return "np.dot(" in source or "gemm(" in source
 
 
 def cache_dir() -> Path:
@@ -169,3 +174,4 @@ def timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+

@@ -29,7 +29,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["fast_exp", "fast_sigmoid", "fast_tanh", "step_barrier", "VERSION"]
+__all__ = ["fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "step_barrier", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -272,3 +272,81 @@ def step_barrier(sync, t, count, step, patience=PATIENCE):
                 sched_yield()
                 if spins > SPINS + patience:
                     raise RuntimeError("step_barrier: a thread of this kernel never arrived")
+
+
+@intrinsic
+def _xxgemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """BLAS gemm (column-major) through Numba's `numba_xxgemm` helper, by symbol name like
+    np.dot's: C = A·B + beta·C on the first elements of arrays a, b, c with the given leading
+    dimensions; transa/transb are ord('n') or ord('t')."""
+    if not (isinstance(a, types.Array) and isinstance(b, types.Array)
+            and isinstance(c, types.Array) and a.dtype == b.dtype == c.dtype
+            and a.dtype in (types.float32, types.float64)):
+        return None
+    dtype = a.dtype
+    kind = "s" if dtype == types.float32 else "d"
+
+    def codegen(context, builder, signature, args):
+        from numba.np.linalg import check_blas_return, ensure_blas
+
+        ensure_blas()
+        char, intp = ir.IntType(8), context.get_value_type(types.intp)
+        void_p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, void_p,
+                                                void_p, intp, void_p, intp, void_p, void_p, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        ta, tb, mm, nn, kk, _, la, _, lb, beta_v, _, lc = args
+        ptrs = [builder.bitcast(context.make_array(t)(context, builder, value=v).data, void_p)
+                for t, v in ((a, args[5]), (b, args[7]), (c, args[10]))]
+        ty = context.get_value_type(dtype)
+        one = cgutils.alloca_once_value(builder, ir.Constant(ty, 1.0))
+        bslot = cgutils.alloca_once_value(builder, context.cast(builder, beta_v,
+                                                                signature.args[9], dtype))
+        i8 = lambda v, t: builder.trunc(context.cast(builder, v, t, types.int64), char)  # noqa: E731
+        res = builder.call(fn, (ir.Constant(char, ord(kind)), i8(ta, signature.args[0]),
+                                i8(tb, signature.args[1]),
+                                *(context.cast(builder, v, t, types.intp) for v, t in
+                                  ((mm, signature.args[2]), (nn, signature.args[3]),
+                                   (kk, signature.args[4]))),
+                                builder.bitcast(one, void_p), ptrs[0],
+                                context.cast(builder, la, signature.args[6], types.intp),
+                                ptrs[1], context.cast(builder, lb, signature.args[8], types.intp),
+                                builder.bitcast(bslot, void_p), ptrs[2],
+                                context.cast(builder, lc, signature.args[11], types.intp)))
+        check_blas_return(context, builder, res)
+        return context.get_dummy_value()
+
+    return types.none(transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
+
+
+@njit(nogil=True, cache=False, inline="always")
+def _blas_layout(rows, cols, s0, s1, size):
+    """(ord('n') for rows stored contiguously, ord('t') for columns, 0: neither; leading
+    dimension) of a 2-D operand in row-major terms."""
+    if s1 == size or cols == 1:
+        return ord("n"), max(s0 // size, cols, 1)
+    if s0 == size or rows == 1:
+        return ord("t"), max(s1 // size, rows, 1)
+    return 0, 0
+
+
+@njit(nogil=True, cache=False, inline="always")
+def gemm(x, y, z, beta=0.0):
+    """z = x @ y + beta * z for 2-D arrays each with unit stride along one axis (any views:
+    row blocks, transposes), no copies; z must have unit stride along its rows. Anything
+    else falls back to np.dot on contiguous copies (beta 0 only)."""
+    m, k = x.shape
+    n = y.shape[1]
+    size = z.itemsize
+    if m == 0 or n == 0:
+        return
+    tz, lc = _blas_layout(m, n, z.strides[0], z.strides[1], size)
+    tx, lx = _blas_layout(m, k, x.strides[0], x.strides[1], size)
+    ty, ly = _blas_layout(k, n, y.strides[0], y.strides[1], size)
+    if tz == ord("n") and tx != 0 and ty != 0 and k > 0:
+        # row-major z = x y is column-major z^T = y^T x^T
+        _xxgemm(ty, tx, n, m, k, y, ly, x, lx, beta, z, lc)
+    elif beta == 0.0:
+        z[...] = np.dot(np.ascontiguousarray(x), np.ascontiguousarray(y))
+    else:
+        z[...] = np.dot(np.ascontiguousarray(x), np.ascontiguousarray(y)) + beta * z

@@ -57,7 +57,7 @@ def n_workers() -> tuple[int, bool]:
 
 def _cost(source: str) -> float:
     """A guess at a kernel's compile seconds: BLAS calls cost the most."""
-    return (COST_SERIAL_S + (COST_DOT_S if "np.dot" in source else 0.0)
+    return (COST_SERIAL_S + (COST_DOT_S if _compile.calls_blas(source) else 0.0)
             + 0.005 * source.count("\n"))
 
 
@@ -194,4 +194,5 @@ def worker_main(tmp: str, w: int) -> None:
                 continue
             out.write(f"{i} {time.perf_counter() - t0:.6f}\n")
             out.flush()
+
 

@@ -32,7 +32,7 @@ from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
 from ..plan import plan_buffers, workspace_bytes
 from . import blas, codegen, threads
-from .compile import STATS, load_kernel, record_compiled, record_first_call, snapshot
+from .compile import STATS, calls_blas, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -229,7 +229,7 @@ class NumbaExecutable:
         self._plan_buffers()
         self._outputs = [self._index[v] for v in self.optimized.outputs]
         self._input_types = [(np.dtype(np_dtype(v.dtype)), v.shape) for v in self.optimized.inputs]
-        if any("np.dot" in k.source for k in self.kernels):
+        if any(calls_blas(k.source) for k in self.kernels):
             blas.bind_scipy()
         self._warm_up()
         self._prebind()
