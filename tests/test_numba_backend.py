@@ -248,6 +248,44 @@ def test_steps_on_fixed_arrays_are_built_once_and_read_what_the_arrays_hold():
         exe.pin({0: w.T.copy().T})
 
 
+def test_inputs_passed_again_and_again_are_pinned_by_the_executable_itself():
+    """A custom loop passes the same parameter arrays on every call (adamupdate updates them
+    in place): after PIN_AFTER calls the executable pins them and builds their steps once,
+    reading what they hold on each call; another array there unpins it; an array not as the
+    program wants it (F order) is never pinned; a caller that keeps alternating stops the
+    watching after MAX_REPINS changes. Every call gives the reference's result."""
+    from lgc.backend.numba import runtime
+
+    rng = np.random.default_rng(5)
+    w, x = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    b = Builder(Graph("watched"))
+    wv, xv = emit_inputs(b, [w, x])
+    wt = b.emit("transpose", b.emit("tanh", wv), perm=(1, 0))
+    b.graph.outputs = [b.emit("tanh", b.emit("matmul", wt, xv))]
+    exe = NumbaExecutable(b.graph)
+    prepared = lambda: sum(c is not None for _, c in exe._bound)  # noqa: E731
+    assert prepared() == 0
+
+    def call(*args):
+        assert_same(exe(list(args)), run_graph(b.graph, list(args)))
+
+    for _ in range(runtime.PIN_AFTER + 1):
+        w *= 0.9  # in place, as an optimizer does
+        call(w, rng.normal(size=x.shape))  # a new batch each call: never pinned
+    assert set(exe._pinned) == {0} and prepared() == 1  # tanh(w); its transpose done once
+    call(rng.normal(size=w.shape), x)  # another array: unpinned
+    assert not exe._pinned
+    wf = np.asfortranarray(w)
+    for _ in range(runtime.PIN_AFTER + 2):
+        call(wf, x)
+    assert set(exe._pinned) == {1}  # x, now passed again and again; not the F-ordered w
+    for k in range(2 * runtime.MAX_REPINS + 2):
+        w2 = w if k % 2 else w.copy()
+        for _ in range(runtime.PIN_AFTER + 1):  # pinned, then unpinned by the next array
+            call(w2, x)
+    assert not exe._watching
+
+
 def test_a_constant_is_written_once_into_a_buffer_no_other_value_takes():
     """A constant is written when the executable is built, not on every call: its buffer is
     its own, so values planned after its last use cannot overwrite it between calls."""

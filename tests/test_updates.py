@@ -45,6 +45,25 @@ def test_adam_five_steps_match_formula(backend, dtype, rows):
         assert params[k].dtype == dtype
 
 
+def test_updated_objects_are_made_once_and_follow_the_buffers(backend):
+    """After the first call, adamupdate hands back the same dlarray objects every time
+    (views of the flat buffers it updates in place, wrapped once), with each leaf's format;
+    a new structure around them (other containers) costs nothing either. Parameters given
+    with another format come back with that format."""
+    params, grads = _problem()
+    params = {"W": lgc.dlarray(np.asarray(params["W"]), "CB"), "b": params["b"]}
+    p1, m1, v1 = adamupdate(params, grads[0], None, None, 1)
+    p2, m2, v2 = adamupdate(p1, grads[1], m1, v1, 2)
+    assert p2 is not p1 and all(p2[k] is p1[k] and m2[k] is m1[k] for k in p1)
+    assert p2["W"].fmt == "CB" and np.shares_memory(np.asarray(p2["W"]), np.asarray(p1["W"]))
+    before = np.asarray(p2["b"]).copy()
+    p3, _, _ = adamupdate({"W": p2["W"], "b": p2["b"]}, grads[2], m2, v2, 3)
+    assert p3["b"] is p2["b"] and not np.array_equal(np.asarray(p3["b"]), before)
+    relabeled = {"W": lgc.dlarray(np.asarray(p3["W"]), "SS"), "b": p3["b"]}
+    p4, _, _ = adamupdate(relabeled, grads[3], m2, v2, 4)
+    assert p4["W"].fmt == "SS" and p4["b"].fmt == ""
+
+
 def test_rmsprop_five_steps_match_formula(backend):
     params, grads = _problem()
     lr, rho, eps = 0.01, 0.9, 1e-8

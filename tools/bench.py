@@ -393,14 +393,16 @@ def _drop_checkout(folder: str) -> None:
 def compare_rounds(names, sources: dict[str, str | None], args) -> list[dict]:
     """For each workload, `args.rounds` rounds in which every source's lgc train step runs
     once in a fresh process, in turn (one warm kernel cache for all: kernels are keyed by
-    their source, so each version loads its own)."""
+    their source, so each version loads its own). `--peers lgc_eager` compares the dlfeval +
+    adamupdate loop instead."""
+    contender = "lgc_eager" if args.peers == "lgc_eager" else "lgc"
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for name in names:
             runs: dict[str, list[float]] = {label: [] for label in sources}
             for _ in range(args.rounds):
                 for label, src in sources.items():
-                    r = worker("lgc", name, args, cache, src=src)
+                    r = worker(contender, name, args, cache, src=src)
                     if r.get("status") != "ok":
                         raise SystemExit(f"{name} at {label}: {r.get('status')}")
                     if src and not r["lgc_path"].startswith(os.path.dirname(src)):

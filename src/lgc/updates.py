@@ -57,6 +57,16 @@ class _Packed:
                     self.state_views[k][i] = v
         for i, a in enumerate(leaves):
             self.param_views[i][...] = a
+        self._wrapped: dict[tuple, list] = {}
+
+    def wrapped(self, fmts: tuple[str, ...]) -> list[list[DLArray]]:
+        """The parameter and state views as dlarrays with formats `fmts`, made once: they
+        are views of buffers updated in place, so the same objects serve every call."""
+        out = self._wrapped.get(fmts)
+        if out is None:
+            out = self._wrapped[fmts] = [[DLArray._concrete(v, f) for v, f in zip(views, fmts)]
+                                         for views in (self.param_views, *self.state_views)]
+        return out
 
     def owns(self, arrays: list[np.ndarray], views: list[np.ndarray]) -> bool:
         return len(arrays) == len(views) and all(a is v for a, v in zip(arrays, views))
@@ -162,13 +172,10 @@ def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[
         h[lr_index] *= g.factor
         outs = [g.theta, *g.state]
         run(outs, [g.theta, g.grad, *g.state, *h])
-    fmts = [x.fmt if isinstance(x, DLArray) else "" for _, x in leaves]
-
-    def rebuild(views):
-        return tree.unflatten(struct, [DLArray._concrete(v, f) for v, f in zip(views, fmts)])
-
-    return (rebuild_params(rebuild(packed.param_views), net_state),
-            *(rebuild(v) for v in packed.state_views))
+    params_out, *states_out = packed.wrapped(
+        tuple(x.fmt if isinstance(x, DLArray) else "" for _, x in leaves))
+    return (rebuild_params(tree.unflatten(struct, params_out), net_state),
+            *(tree.unflatten(struct, s) for s in states_out))
 
 
 def _matching(fn_name: str, what: str, nest, leaves) -> list[np.ndarray]:

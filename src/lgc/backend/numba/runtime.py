@@ -35,6 +35,8 @@ from . import blas, codegen, threads
 from .compile import STATS, calls_blas, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
+PIN_AFTER = 2  # calls with the same array in an input before the executable pins it
+MAX_REPINS = 8  # changes of the pinned set before it stays as it is
 
 
 _DRY_RUN = threading.local()  # .record: this thread's dry-run recorder (prebuild.py), if any
@@ -227,6 +229,8 @@ class NumbaExecutable:
         with serial_kernels(self.blas_threaded):
             self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
+        n = len(self.optimized.inputs)
+        self._last, self._streak = [None] * n, [0] * n  # `_watch`
         self._outputs = [self._index[v] for v in self.optimized.outputs]
         self._input_types = [(np.dtype(np_dtype(v.dtype)), v.shape) for v in self.optimized.inputs]
         if any(calls_blas(k.source) for k in self.kernels):
@@ -481,9 +485,39 @@ class NumbaExecutable:
                 raise ShapeError(f"@{self.optimized.name}: cannot pin input {k}: it is not a "
                                  "C-ordered array of the program's dtype")
         self._pinned = dict(arrays)
+        self._watching = False  # the caller knows best
         self._prebind()
 
     _pinned: dict[int, np.ndarray] = {}
+    _watching = True  # pins what callers keep passing (`_watch`) until `pin` is called
+    _repins = 0
+
+    def _watch(self, inputs: list) -> None:
+        """Pin, by itself, an input that arrives as the same array PIN_AFTER calls in a row
+        (a custom loop's parameters: adamupdate updates them in place, dlfeval passes the same
+        arrays again), and unpin it when another array comes; after MAX_REPINS changes the
+        pins stay as they are (a caller alternating between arrays takes the general path).
+        Holds on to the last array of each input to compare identities."""
+        last, streak, pinned = self._last, self._streak, self._pinned
+        changed = False
+        for k, a in enumerate(inputs):
+            if a is last[k]:
+                if streak[k] < PIN_AFTER:
+                    streak[k] += 1
+                    changed |= streak[k] == PIN_AFTER
+            else:
+                last[k], streak[k] = a, 0
+                changed |= k in pinned
+        if not changed:
+            return
+        g = self.optimized
+        pins = {k: a for k, a in enumerate(last) if streak[k] >= PIN_AFTER
+                and type(a) is np.ndarray and host_input(g, k, a) is a}
+        if pins.keys() != pinned.keys() or any(a is not pinned[k] for k, a in pins.items()):
+            self._repins += 1
+            self._watching = self._repins < MAX_REPINS
+            self._pinned = pins
+            self._prebind()
     _template: list = []  # the value list every call starts from (`_prebind`)
 
     def _prebind(self) -> None:
@@ -602,8 +636,10 @@ class NumbaExecutable:
         g = self.optimized
         if len(inputs) != len(g.inputs):
             raise ShapeError(f"@{g.name}: expected {len(g.inputs)} inputs, got {len(inputs)}")
-        general = _first or getattr(_DRY_RUN, "record", None) is not None or any(
-            inputs[k] is not a for k, a in self._pinned.items())
+        dry = getattr(_DRY_RUN, "record", None) is not None
+        if self._watching and not (_first or dry):
+            self._watch(inputs)
+        general = _first or dry or any(inputs[k] is not a for k, a in self._pinned.items())
         # the values fixed for good (`_prebind`) are in place from the start, pinned inputs
         # included (checked when pinned)
         env: list = [None] * len(self._index) if general else self._template.copy()
