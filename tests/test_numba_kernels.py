@@ -327,6 +327,30 @@ def test_thread_pool_runs_every_part_and_raises_a_workers_error():
     assert seen[-2:] in ([0, 1], [1, 0])
 
 
+@pytest.mark.parametrize("linger", [0, None], ids=["workers-sleep", "workers-watch"])
+def test_thread_pool_returns_after_every_part_whether_workers_watch_or_sleep(monkeypatch,
+                                                                             linger):
+    """A worker watches for the next call for a while after one (taken without a wake-up)
+    and sleeps on its condition after that; the caller watches for the workers' ends, then
+    waits on their events. Either way `run` returns only once every part is done (a slow
+    part outlasts the caller's watch here)."""
+    import time
+
+    from lgc.backend.numba import threads
+
+    if linger is not None:
+        monkeypatch.setattr(threads, "LINGER_CYCLES", linger)
+    monkeypatch.setattr(threads, "WAIT_CYCLES", 1000)
+    out = np.zeros(3)
+    for i in range(40):
+        def part(t, count, i=i):
+            if t and i % 8 == 0:
+                time.sleep(0.002)
+            out[t] = i
+        threads.run(part, 3)
+        assert list(out) == [i, i, i]
+
+
 def test_split_loop_parts_for_threads_and_a_plain_range_serial():
     from lgc.ops.base import split_loop
 

@@ -31,7 +31,8 @@ import math
 import numpy as np
 from numba import njit
 
-from lgc.backend.numba.intrinsics import fast_exp, fast_sigmoid, fast_tanh, gemm, step_barrier
+from lgc.backend.numba.intrinsics import (cycles, fast_exp, fast_sigmoid, fast_tanh, gemm,
+                                          load_acquire, step_barrier)
 
 '''
 

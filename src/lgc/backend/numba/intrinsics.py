@@ -29,7 +29,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "step_barrier", "VERSION"]
+__all__ = ["cycles", "fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "load_acquire",
+           "step_barrier", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -237,6 +238,18 @@ def store_release(typingctx, arr, i, value):
         return context.get_dummy_value()
 
     return types.none(arr, i, value), codegen
+
+
+@intrinsic
+def cycles(typingctx):
+    """The CPU's cycle counter (llvm.readcyclecounter: RDTSC on x86), for spin deadlines."""
+
+    def codegen(context, builder, signature, args):
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter",
+                                              fnty=ir.FunctionType(ir.IntType(64), []))
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
 
 
 @intrinsic
