@@ -35,9 +35,10 @@ class Matmul(OpDef):
         return [b.relabel(gx, x.fmt), b.relabel(gy, y.fmt)]
 
     def lower_numba(self, node):
-        # BLAS straight into the planned output buffer, through the kernel below: `gemm`
-        # (intrinsics.py) calls SciPy's BLAS as Numba's np.dot does, the one kernels with
-        # in-kernel GEMMs (LSTM, convolution) call, on strided views (transposes, row blocks).
+        # BLAS straight into the planned output buffer, through the kernels below: Numba's
+        # np.dot calls SciPy's BLAS, the one kernels with in-kernel GEMMs (LSTM, convolution)
+        # call; a split product calls it through `gemm` (intrinsics.py) on its blocks, which
+        # are strided views (np.dot would need copies; gemm costs ~0.1 s more compile).
         # NumPy's own BLAS is a second library with a second set of threads, and two sets
         # spinning on the same cores slow each other down several times (measured: an LSTM
         # step 7 -> 27 ms when its kernels' GEMMs and the matmuls used different libraries)
@@ -66,7 +67,7 @@ class Matmul(OpDef):
 
 
 _MATMUL = """def kernel(x, y, z):
-    gemm(x, y, z)
+    np.dot(x, y, z)
     return 0
 """
 # split along the longer side of z: rows of x, or columns of y (strided views: no copies)

@@ -332,7 +332,7 @@ def _xxgemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc):
     return types.none(transa, transb, m, n, k, a, lda, b, ldb, beta, c, ldc), codegen
 
 
-@njit(nogil=True, cache=False, inline="always")
+@njit(nogil=True, cache=False)
 def _blas_layout(rows, cols, s0, s1, size):
     """(ord('n') for rows stored contiguously, ord('t') for columns, 0: neither; leading
     dimension) of a 2-D operand in row-major terms."""
@@ -343,11 +343,11 @@ def _blas_layout(rows, cols, s0, s1, size):
     return 0, 0
 
 
-@njit(nogil=True, cache=False, inline="always")
+@njit(nogil=True, cache=False)
 def gemm(x, y, z, beta=0.0):
-    """z = x @ y + beta * z for 2-D arrays each with unit stride along one axis (any views:
-    row blocks, transposes), no copies; z must have unit stride along its rows. Anything
-    else falls back to np.dot on contiguous copies (beta 0 only)."""
+    """z = x @ y + beta * z by BLAS, straight on 2-D views with a unit stride along one axis
+    (row and column blocks, transposes); z needs it along its rows. (Anything else raises:
+    a general fallback, np.dot on copies, would cost a second of compile per kernel.)"""
     m, k = x.shape
     n = y.shape[1]
     size = z.itemsize
@@ -356,10 +356,8 @@ def gemm(x, y, z, beta=0.0):
     tz, lc = _blas_layout(m, n, z.strides[0], z.strides[1], size)
     tx, lx = _blas_layout(m, k, x.strides[0], x.strides[1], size)
     ty, ly = _blas_layout(k, n, y.strides[0], y.strides[1], size)
-    if tz == ord("n") and tx != 0 and ty != 0 and k > 0:
-        # row-major z = x y is column-major z^T = y^T x^T
-        _xxgemm(ty, tx, n, m, k, y, ly, x, lx, beta, z, lc)
-    elif beta == 0.0:
-        z[...] = np.dot(np.ascontiguousarray(x), np.ascontiguousarray(y))
-    else:
-        z[...] = np.dot(np.ascontiguousarray(x), np.ascontiguousarray(y)) + beta * z
+    if tz != ord("n") or tx == 0 or ty == 0:
+        raise ValueError("gemm: every operand needs a unit stride along one axis (the "
+                         "output along its rows)")
+    # row-major z = x y is column-major z^T = y^T x^T
+    _xxgemm(ty, tx, n, m, k, y, ly, x, lx, beta, z, lc)
