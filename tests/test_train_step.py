@@ -68,18 +68,20 @@ def test_train_step_agrees_with_dlfeval_and_update_loop(backend, solver):
 
 @pytest.mark.parametrize("backend", ["numba"], indirect=True)
 def test_parameter_and_state_buffers_are_pinned_so_their_calls_are_built_once(backend):
-    """On the Numba backend a train step fixes its parameter views, flat buffers and optimizer
-    state to its executable: the steps on them are built once (fewer calls than steps), and
-    the update still lands in the step's own buffers."""
+    """On the Numba backend a train step fixes its parameter views, flat buffers, optimizer
+    state and hyperparameters (0-d arrays written in place) to its executable: the steps on
+    them are built once (fewer calls than steps; the update's call prepared), and the update
+    still lands in the step's own buffers."""
     params, X, T = _mlp_problem()
     step = compile_train_step(mlp_loss, params, "adam", learnRate=0.05)
     step(X, T)
     (compiled,) = step._programs.values()
     exe, packed = compiled.exe, step._packed
     fixed = [*packed.param_views, *(g.theta for g in packed.groups),
-             *(s for g in packed.groups for s in g.state)]
-    assert [exe._pinned[k] for k in range(len(fixed))] == fixed
+             *(s for g in packed.groups for s in g.state), *step._hyper_arrays]
+    assert all(exe._pinned[k] is a for k, a in enumerate(fixed))
     assert exe.stats["steps_per_call"] < len(exe._steps)
+    assert [c is not None for s, c in exe._bound if s.node.op.name == "adam_update"] == [True]
     before = packed.groups[0].theta.copy()
     step(X, T)
     assert not np.array_equal(packed.groups[0].theta, before)

@@ -103,6 +103,10 @@ class TrainStep:
         self._packed = _Packed(arrays, factors or [1.0] * len(arrays), n_state)
         self._is_net = self._state is not None
         self._programs: dict = {}
+        # the hyperparameters (and Adam's iteration) as 0-d arrays, written in place each step
+        # and pinned with the buffers: the update's call is then built once
+        self._hyper_arrays = [np.zeros((), np.float64)
+                              for _ in range(len(self._hyper) + (op_name == "adam_update"))]
         self._backup: list[np.ndarray] | None = None
         self.iteration = 0
 
@@ -213,8 +217,9 @@ class TrainStep:
                 donate[base + 1 + s] = n_inputs_before + len(groups) + k * n_state + s
         if hasattr(exe, "donate"):
             exe.donate(donate)
-        if hasattr(exe, "pin"):  # the same parameter and state arrays on every call
-            fixed = list(packed.param_views) + flats + [s for st in states for s in st]
+        if hasattr(exe, "pin"):  # the same parameter, state and hyperparameter arrays each call
+            fixed = (list(packed.param_views) + flats + [s for st in states for s in st]
+                     + self._hyper_arrays)
             exe.pin(dict(enumerate(fixed)))
         (leaves, struct), = head
         return _Compiled(program, exe, donate, struct, len(leaves))
@@ -233,9 +238,11 @@ class TrainStep:
                     np.copyto(a, b)
             self._backup_iteration = self.iteration
         self.iteration += 1
-        hyper = [np.array(v, np.float64) for v in self._hyper.values()]
+        hyper = self._hyper_arrays
+        for a, v in zip(hyper, self._hyper.values()):
+            a[()] = v
         if self._op == "adam_update":
-            hyper.append(np.array(self.iteration, np.float64))
+            hyper[-1][()] = self.iteration
         packed = self._packed
         state_arrays = _trace.signature((self._state,))[1] if self._is_net else []
         inputs = (list(packed.param_views) + [g.theta for g in packed.groups]
