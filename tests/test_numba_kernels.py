@@ -351,6 +351,20 @@ def test_thread_pool_returns_after_every_part_whether_workers_watch_or_sleep(mon
         assert list(out) == [i, i, i]
 
 
+@pytest.mark.parametrize("source", ["_SPIN", "_SPIN_TURNS"])
+def test_the_pools_watch_sees_a_flag_and_gives_up_after_its_bound(source):
+    """Both watches (on the cycle counter, x86; on a count of turns elsewhere) return True
+    once the flag is set and False when their bound runs out first."""
+    from lgc.backend.numba import threads
+    from lgc.backend.numba.compile import load_kernel
+
+    watch = load_kernel(getattr(threads, source), {"cache": True, "nogil": True})
+    flags = np.zeros(16, np.int64)
+    assert watch(flags, 8, 10_000) is False
+    flags[8] = 1
+    assert watch(flags, 8, 10_000) is True
+
+
 def test_split_loop_parts_for_threads_and_a_plain_range_serial():
     from lgc.ops.base import split_loop
 

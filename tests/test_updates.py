@@ -45,6 +45,25 @@ def test_adam_five_steps_match_formula(backend, dtype, rows):
         assert params[k].dtype == dtype
 
 
+@pytest.mark.parametrize("given", ["contiguous", "transposed view", "float64"])
+def test_adam_on_one_parameter_reads_its_gradient_in_place(backend, given):
+    """A group of one parameter hands its gradient to the kernel as it is (no copy into the
+    flat buffer); a strided or float64 gradient is converted first. Same numbers either way."""
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(5, 4)).astype(np.float32)
+    g = rng.normal(size=(5, 4))
+    grad = {"contiguous": g.astype(np.float32), "transposed view": g.T.astype(np.float32).T,
+            "float64": g}[given]
+    before = grad.copy()
+    p, m, v = adamupdate(w, grad, None, None, 1, 0.1)
+    m_ref = 0.1 * g
+    v_ref = 0.001 * g * g
+    ref = w - 0.1 * np.sqrt(0.001) / 0.1 * m_ref / (np.sqrt(v_ref) + 1e-8)
+    np.testing.assert_allclose(np.asarray(p), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(m), m_ref, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(grad, before)  # the gradient is only read
+
+
 def test_updated_objects_are_made_once_and_follow_the_buffers(backend):
     """After the first call, adamupdate hands back the same dlarray objects every time
     (views of the flat buffers it updates in place, wrapped once), with each leaf's format;

@@ -167,11 +167,15 @@ def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[
         _RUNNERS[key] = _kernel_runner(op_name, 2 + n_state)
     run = _RUNNERS[key]
     for g in packed.groups:
-        np.concatenate([grads[i].reshape(-1) for i in g.members], out=g.grad)
+        if len(g.members) == 1:  # read in place (a copy only if it is strided or of another
+            gflat = np.ascontiguousarray(grads[g.members[0]], g.dtype).reshape(-1)  # dtype)
+        else:
+            gflat = g.grad
+            np.concatenate([grads[i].reshape(-1) for i in g.members], out=gflat)
         h = list(hyper)
         h[lr_index] *= g.factor
         outs = [g.theta, *g.state]
-        run(outs, [g.theta, g.grad, *g.state, *h])
+        run(outs, [g.theta, gflat, *g.state, *h])
     params_out, *states_out = packed.wrapped(
         tuple(x.fmt if isinstance(x, DLArray) else "" for _, x in leaves))
     return (rebuild_params(tree.unflatten(struct, params_out), net_state),
