@@ -118,6 +118,12 @@ def test_against_alternates_the_revisions_and_reports_the_change(bench, monkeypa
     assert row["ms"] == {"abc": 3.0, "working tree": 1.5}
     assert "abc 3 ms -> working tree 1.5 ms (-50.0 %)" in capsys.readouterr().out
 
+    calls.clear()  # --peers lgc_eager: the dlfeval + adamupdate loop instead
+    ms = {"/rev/src": iter([2.0]), None: iter([1.0])}
+    args = bench._parser().parse_args(["mlp", "--against", "abc", "--peers", "lgc_eager"])
+    bench.compare_rounds(["mlp"], {"abc": "/rev/src", "working tree": None}, args)
+    assert calls == [("lgc_eager", "mlp", "/rev/src"), ("lgc_eager", "mlp", None)]
+
     def wrong_lgc(contender, name, args, cache=None, reps=None, src=None, **kw):
         return {"status": "ok", "ms": 1.0, "lgc_path": "/installed"}
 

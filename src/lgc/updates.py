@@ -167,8 +167,8 @@ def _update(fn_name: str, op_name: str, params, grad, states: list, hyper: list[
         _RUNNERS[key] = _kernel_runner(op_name, 2 + n_state)
     run = _RUNNERS[key]
     for g in packed.groups:
-        if len(g.members) == 1:  # read in place (a copy only if it is strided or of another
-            gflat = np.ascontiguousarray(grads[g.members[0]], g.dtype).reshape(-1)  # dtype)
+        if len(g.members) == 1:  # read in place: copied only if strided or of another dtype
+            gflat = np.ascontiguousarray(grads[g.members[0]], g.dtype).reshape(-1)
         else:
             gflat = g.grad
             np.concatenate([grads[i].reshape(-1) for i in g.members], out=gflat)

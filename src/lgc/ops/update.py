@@ -56,23 +56,24 @@ class _Update(OpDef):
     def lower_numba(self, node):
         # The loop updates in place: it reads and writes the outputs (o0 the parameters, o1..
         # the state after g), copied from the inputs first (`copy`) unless they are the inputs
-        # (donated buffers). Distinct input and output pointers would keep LLVM from vectorizing the
-        # loop (too many possible aliases); 5x slower, measured. The scalars are computed in
-        # float64 from the 0-d hyperparameters, then rounded to the parameters' dtype.
+        # (donated buffers). Distinct input and output pointers would keep LLVM from
+        # vectorizing the loop (too many possible aliases); 5x slower, measured. The scalars
+        # are computed in float64 from the 0-d hyperparameters (h0, h1, ... as 1-element
+        # views), then rounded to the parameters' dtype.
         size = node.inputs[0].type.size
         dtype = np_dtype(node.inputs[0].dtype).type.__name__
         n = self.n_arrays
         arrays = self.arg_names[:n]
         state = [arrays[0]] + arrays[2:]  # what o0, o1, ... start from
-        hyper = {h: f"h{k}[0]" for k, h in enumerate(self.hyper_names)}
+        hyper = [f"h{k}" for k in range(len(self.hyper_names))]
+        value = {name: f"{h}[0]" for name, h in zip(self.hyper_names, hyper)}
         read = {a: f"o{k}" for k, a in enumerate(state)}
         body = [re.sub(r"\b(\w+)\[i\]", lambda m: f"{read.get(m.group(1), m.group(1))}[i]", ln)
                 for ln in self.body]
         outs = [f"o{k}" for k in range(len(state))]
-        lines = [f"def kernel({', '.join(arrays + outs + [h[:-3] for h in hyper.values()])}, "
-                 "copy):"]
+        lines = [f"def kernel({', '.join(arrays + outs + hyper)}, copy):"]
         lines += [f"    {name} = np.{dtype}("
-                  + re.sub(r"\b\w+\b", lambda m: hyper.get(m.group(0), m.group(0)), expr) + ")"
+                  + re.sub(r"\b\w+\b", lambda m: value.get(m.group(0), m.group(0)), expr) + ")"
                   for name, expr in self.scalars]
         lines.append("    if copy:")
         lines.append(f"        for i in LOOP({arrays[0]}.shape[0]):")

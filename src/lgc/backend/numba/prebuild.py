@@ -194,5 +194,3 @@ def worker_main(tmp: str, w: int) -> None:
                 continue
             out.write(f"{i} {time.perf_counter() - t0:.6f}\n")
             out.flush()
-
-

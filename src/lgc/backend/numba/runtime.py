@@ -518,6 +518,7 @@ class NumbaExecutable:
             self._watching = self._repins < MAX_REPINS
             self._pinned = pins
             self._prebind()
+
     _template: list = []  # the value list every call starts from (`_prebind`)
 
     def _prebind(self) -> None:
