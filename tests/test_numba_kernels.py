@@ -482,30 +482,67 @@ def _lstm_case(t, n, h, d=3):
 
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("state,gate", [("tanh", "sigmoid"), ("softsign", "hard-sigmoid")])
+@pytest.mark.parametrize("dtype,batch", [("f64", 6), ("f64", 19), ("f32", 33)],
+                         ids=["blas", "panels-f64", "panels-f32"])
 def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, threads, state,
-                                                                  gate):
+                                                                  gate, dtype, batch):
     """The recurrence kernels split the hidden units between threads that meet at a barrier
     every step (here 2 or 3 threads, blocks of 21/21/22 units; each stages its rows of the
     next step's input): a block off by one, a missing barrier or a step buffer reused too early
-    gives wrong states or gradients."""
+    gives wrong states or gradients. A batch of a register's width or more runs the per-step
+    products through `panel_gemm` on step blocks padded to whole registers (19 -> 24 columns
+    of float64, 33 -> 48 of float32: blocks of two registers and of one); a smaller one
+    through BLAS."""
+    from lgc.backend.numba.intrinsics import VECTOR_BYTES
     from lgc.ops import lstm
 
+    lanes = VECTOR_BYTES // (8 if dtype == "f64" else 4)
+    assert (batch >= lanes) == (lstm._padded(batch, dtype.replace("f", "float")) > batch)
     monkeypatch.setattr(lstm, "_threads", lambda hidden, batch: threads)
-    x, w, r, bias, h0, c0 = _lstm_case(5, 6, 64)
+    x, w, r, bias, h0, c0 = _lstm_case(5, batch, 64)
     attrs = {"state": state, "gate": gate}
-    g, args = _one_op("lstm_seq", [x, w, r, bias, h0, c0], attrs, "f64")
+    g, args = _one_op("lstm_seq", [x, w, r, bias, h0, c0], attrs, dtype)
     states = run_graph(g, args)
     for u, v in zip(NumbaExecutable(g)(args), states):
-        np.testing.assert_allclose(u, v, **TOLERANCE["f64"])
+        np.testing.assert_allclose(u, v, **TOLERANCE[dtype])
     s, c, a = states
     cts = [RNG.normal(size=s.shape), RNG.normal(size=c.shape), RNG.normal(size=a.shape)]
-    g, args = _one_op("lstm_seq_backward", [a, c, r, *cts],
-                      {**attrs, "has_dc": True, "has_da": True}, "f64")
+    g, args = _one_op("lstm_seq_backward", [a, c, args[2], *cts],
+                      {**attrs, "has_dc": True, "has_da": True}, dtype)
     exe = NumbaExecutable(g)
     want = run_graph(g, args)
     for _ in range(2):  # the second call reuses the planned buffers
         for u, v in zip(exe(args), want):
-            np.testing.assert_allclose(u, v, **TOLERANCE["f64"])
+            np.testing.assert_allclose(u, v, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_panel_gemm_matches_numpy(dtype):
+    """intrinsics.panel_gemm: rows packed by pack_row (a last panel part zeros), columns in
+    blocks of two registers and of one, views with a row stride of their own; operands that
+    do not fit the panels are refused."""
+    import numba
+
+    from lgc.backend.numba.intrinsics import PANEL_ROWS, VECTOR_BYTES, pack_row, panel_gemm
+
+    @numba.njit
+    def run(x, y, z):
+        ap = np.zeros((-(-x.shape[0] // PANEL_ROWS), x.shape[1] * PANEL_ROWS), x.dtype)
+        for i in range(x.shape[0]):
+            pack_row(ap, i, 0, x[i, :3])
+            pack_row(ap, i, 3, x[i, 3:])
+        panel_gemm(ap, y, z)
+
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
+    for m, k, n in [(1, 4, lanes), (PANEL_ROWS + 3, 7, 3 * lanes), (2 * PANEL_ROWS, 40, 2 * lanes)]:
+        x, y = RNG.normal(size=(m, k)).astype(dtype), RNG.normal(size=(k, n + 5)).astype(dtype)
+        z = np.full((-(-m // PANEL_ROWS) * PANEL_ROWS, n + 2), np.nan, dtype)
+        run(x, y[:, 5:], z[:, :n])
+        np.testing.assert_allclose(z[:m, :n], x @ y[:, 5:], **tol)
+        assert np.isnan(z[:, n:]).all()  # nothing written past the columns asked for
+    with pytest.raises(ValueError, match="do not fit"):  # columns not whole registers
+        run(x, y[:, :n - 1], np.zeros((z.shape[0], n - 1), dtype))
 
 
 def test_lstm_kernels_split_big_recurrences_between_threads():

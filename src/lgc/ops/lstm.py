@@ -2,9 +2,9 @@
 step of its gradient in reverse.
 
 Unrolled into matmul, split and elementwise ops, a 32-step LSTM and its gradient are ~330
-executable steps; as two ops, each is one Numba kernel whose time loop calls BLAS once per step
-(the input and recurrent products at once, [W R]·[x_t; h]) and computes the gates in the same
-pass, its threads each owning a block of hidden units and meeting once per step (see the
+executable steps; as two ops, each is one Numba kernel whose time loop runs one product per
+step (the input and recurrent products at once, [W R]·[x_t; h]) and computes the gates in the
+same pass, its threads each owning a block of hidden units and meeting once per step (see the
 kernels below). The weight gradients are not sequential: one GEMM each over all steps, in
 `LstmSeq.vjp`.
 
@@ -75,6 +75,15 @@ def _threads(hidden: int, batch: int) -> int:
     """The threads one recurrence kernel runs on, each taking a block of the hidden units:
     as many as a kernel of one step's product flops gets (`kernel_threads`)."""
     return max(1, min(kernel_threads(8 * hidden * hidden * batch), hidden))
+
+
+def _padded(n: int, dtype) -> int:
+    """Columns of a step block: N, or N rounded up to whole registers where the kernels run
+    their products through `panel_gemm` (N at least one register wide; the padding stays 0)."""
+    from ..backend.numba.intrinsics import VECTOR_BYTES
+
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return n if n < lanes else -(-n // lanes) * lanes
 
 
 def _sync(count: int) -> np.ndarray:
@@ -184,7 +193,8 @@ class LstmSeq(OpDef):
         count = _threads(h, n)
 
         def call(kernel, ins, outs):
-            hx = np.empty((2, h + d, n), outs[0].dtype)  # [h; x] of steps k and k + 1
+            hx = np.zeros((2, h + d, _padded(n, outs[0].dtype)), outs[0].dtype)  # [h; x] of
+            # steps k and k + 1
             kernel(*ins, *outs, hx, _sync(count))
         return Lowering(call, source, count)
 
@@ -309,7 +319,8 @@ class LstmSeqBackward(OpDef):
         count = _threads(h, n)
 
         def call(kernel, ins, outs):
-            gb = np.empty((2, 4 * h, n), outs[0].dtype)  # dZ of steps k and k - 1
+            gb = np.zeros((2, 4 * h, _padded(n, outs[0].dtype)), outs[0].dtype)  # dZ of steps
+            # k and k - 1
             kernel(*outs, *ins, gb, _sync(count))
         return Lowering(call, source, count)
 
@@ -403,12 +414,17 @@ def _backward_graph(b, inputs, at):
 
 # Each of the call's T threads owns a block of hidden units: it copies its rows of [R W] (its
 # units' i, f, g, o rows; in the backward pass its rows of R^T) and, every step, computes its
-# part of the product with one single-threaded BLAS call and then its units' gates, cell and
-# hidden state. The next step needs every unit's result, so the threads meet at a barrier
-# (`step_barrier`, atomics in shared memory) once per step; the shared step block ([h; x_t]
-# in `hx`, dZ_t in `gb`) is double-buffered, so a thread may start writing step k + 1 while
-# another still reads step k. Measured at H = 128, N = 32, T = 32 on 2 cores, against one
-# kernel thread calling BLAS on two: forward 1.56 -> 1.25 ms, backward 1.66 -> 1.44 ms.
+# part of the product and then its units' gates, cell and hidden state. The next step needs
+# every unit's result, so the threads meet at a barrier (`step_barrier`, atomics in shared
+# memory) once per step; the shared step block ([h; x_t] in `hx`, dZ_t in `gb`) is
+# double-buffered, so a thread may start writing step k + 1 while another still reads step k.
+# Measured at H = 128, N = 32, T = 32 on 2 cores, against one kernel thread calling BLAS on
+# two: forward 1.56 -> 1.25 ms, backward 1.66 -> 1.44 ms.
+#
+# The product runs on the rows packed once per call (`panel_gemm`, intrinsics.py) when the
+# step block is at least a register wide (its columns padded with zeros to whole registers),
+# else as one single-threaded BLAS call: packed, the H = 128, N = 32 train step went 6.31 ->
+# 5.62 ms (`bench --against`, medians of 5 processes each).
 #
 # Every index is unsigned (uint64 arithmetic throughout: with a signed one Numba adds a
 # negative-index check, and LLVM then cannot tell that the gate loop's writes into the outputs
@@ -423,17 +439,30 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
     x0 = np.uint64(t) * d // np.uint64(T)  # the rows of x this thread stages for each step
     x1 = (np.uint64(t) + one) * d // np.uint64(T)
-    rl = np.empty((4 * hs, hd + d), dtype=s.dtype)  # its units' rows of [R W] and of b
-    bl = np.empty(4 * hs, dtype=s.dtype)
+    # its units' rows of [R W], packed for `panel_gemm` when a step has a register's width
+    # of columns, else as they are for BLAS; and of b
+    packed = n >= np.uint64(panel_width(s))
+    rows, pr, none = np.uint64(4) * hs, np.uint64(PANEL_ROWS), np.uint64(0)
+    panels = (rows + pr - one) // pr
+    plain = none if packed else rows
+    used = panels if packed else none
+    ap = np.zeros((used, (hd + d) * pr), dtype=s.dtype)
+    rl = np.empty((plain, hd + d), dtype=s.dtype)
+    bl = np.empty(rows, dtype=s.dtype)
     for gate in range(np.uint64(4)):
         for j in range(hs):
             row = gate * hd + j0 + j
-            for m in range(hd):
-                rl[gate * hs + j, m] = r[row, m]
-            for m in range(d):
-                rl[gate * hs + j, hd + m] = w[row, m]
-            bl[gate * hs + j] = bias[row, 0]
-    z = np.empty((4 * hs, n), dtype=s.dtype)
+            i = gate * hs + j
+            if packed:
+                pack_row(ap, i, 0, r[row])
+                pack_row(ap, i, hd, w[row])
+            else:
+                for m in range(hd):
+                    rl[i, m] = r[row, m]
+                for m in range(d):
+                    rl[i, hd + m] = w[row, m]
+            bl[i] = bias[row, 0]
+    z = np.empty((used * pr + plain, np.uint64(hx.shape[2])), dtype=s.dtype)
     cb = np.empty((hs, n), dtype=s.dtype)
     for j in range(hs):
         for q in range(n):
@@ -447,7 +476,10 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     step_barrier(sync, t, T, 1)
     steps = np.uint64(x.shape[1]) // n
     for k in range(steps):
-        np.dot(rl, hx[k & one], z)
+        if packed:
+            panel_gemm(ap, hx[k & one], z)
+        else:
+            np.dot(rl, hx[k & one], z)
         h = hx[(k + one) & one]
         for j in range(hs):
             jj = j0 + j
@@ -484,11 +516,22 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, a, c, r, ds{args}, gb, sync, t, T):
     j0 = np.uint64(t) * hd // np.uint64(T)
     hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
     steps = np.uint64(a.shape[1]) // n
-    rl = np.empty((hs, 4 * hd), dtype=dz.dtype)  # this thread's rows of R^T
-    for m in range(4 * hd):
+    # this thread's rows of R^T, packed or as they are (as in the forward kernel)
+    packed = n >= np.uint64(panel_width(dz))
+    pr, none = np.uint64(PANEL_ROWS), np.uint64(0)
+    panels = (hs + pr - one) // pr
+    plain = none if packed else hs
+    used = panels if packed else none
+    ap = np.zeros((used, 4 * hd * pr), dtype=dz.dtype)
+    rl = np.empty((plain, 4 * hd), dtype=dz.dtype)
+    if packed:
         for j in range(hs):
-            rl[j, m] = r[m, j0 + j]
-    dh = np.zeros((hs, n), dtype=dz.dtype)
+            pack_row(ap, j, 0, r[:, j0 + j])
+    else:
+        for m in range(4 * hd):
+            for j in range(hs):
+                rl[j, m] = r[m, j0 + j]
+    dh = np.zeros((used * pr + plain, np.uint64(gb.shape[2])), dtype=dz.dtype)
     dcc = np.zeros((hs, n), dtype=dz.dtype)
     sums = np.zeros((4 * hs, n), dtype=dz.dtype)  # of its rows of dZ, for db
     for back in range(steps):
@@ -524,7 +567,10 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, a, c, r, ds{args}, gb, sync, t, T):
                 sums[3 * hs + j, q] += go
                 dcc[j, q] = dcv * af
         step_barrier(sync, t, T, back + one)
-        np.dot(rl, g, dh)
+        if packed:
+            panel_gemm(ap, g, dh)
+        else:
+            np.dot(rl, g, dh)
     for j in range(hs):
         jj = j0 + j
         for q in range(n):

