@@ -507,7 +507,7 @@ def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, th
         np.testing.assert_allclose(u, v, **TOLERANCE[dtype])
     s, c, a = states
     cts = [RNG.normal(size=s.shape), RNG.normal(size=c.shape), RNG.normal(size=a.shape)]
-    g, args = _one_op("lstm_seq_backward", [a, c, args[2], *cts],
+    g, args = _one_op("lstm_seq_backward", [a, c, args[2], s, args[0], *cts],
                       {**attrs, "has_dc": True, "has_da": True}, dtype)
     exe = NumbaExecutable(g)
     want = run_graph(g, args)

@@ -5,8 +5,8 @@ Unrolled into matmul, split and elementwise ops, a 32-step LSTM and its gradient
 executable steps; as two ops, each is one Numba kernel whose time loop runs one product per
 step (the input and recurrent products at once, [W R]·[x_t; h]) and computes the gates in the
 same pass, its threads each owning a block of hidden units and meeting once per step (see the
-kernels below). The weight gradients are not sequential: one GEMM each over all steps, in
-`LstmSeq.vjp`.
+kernels below). The weight gradients are not sequential: the backward kernel makes them at
+the end, one product over all steps for each thread's rows.
 
 Layout: columns are (time, observation) pairs, time-major, so a step is a block of N
 columns, as in MATLAB's (features, observations) matrices; the per-step products are then
@@ -75,6 +75,14 @@ def _threads(hidden: int, batch: int) -> int:
     """The threads one recurrence kernel runs on, each taking a block of the hidden units:
     as many as a kernel of one step's product flops gets (`kernel_threads`)."""
     return max(1, min(kernel_threads(8 * hidden * hidden * batch), hidden))
+
+
+def _whole(n: int, dtype) -> int:
+    """n rounded up to whole registers of dtype."""
+    from ..backend.numba.intrinsics import VECTOR_BYTES
+
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return -(-n // lanes) * lanes
 
 
 def _padded(n: int, dtype) -> int:
@@ -168,15 +176,10 @@ class LstmSeq(OpDef):
         s, c, a = node.outputs
         ds, dc, da = cts
         ds = ds if ds is not None else b.zeros_like(s)
-        ins = [a, c, r, ds] + [v for v in (dc, da) if v is not None]
-        dz, dh0, dc0, db = b.emit_node("lstm_seq_backward", *ins, **node.attrs,
-                                       has_dc=dc is not None, has_da=da is not None).outputs
-        # each weight gradient over every step in one GEMM: dZ · x^T, and dZ · (the states
-        # before each step, the leading T·N columns of S)^T
-        n, tn = h0.shape[1], x.shape[1]
-        before = b.emit_node("split", s, axis=1, sizes=(tn, n)).outputs[0]
-        dr = b.emit("matmul", dz, b.emit("transpose", before, perm=(1, 0)))
-        dw = b.emit("matmul", dz, b.emit("transpose", x, perm=(1, 0)))
+        ins = [a, c, r, s, x, ds] + [v for v in (dc, da) if v is not None]
+        dz, dh0, dc0, db, dr, dw = b.emit_node(
+            "lstm_seq_backward", *ins, **node.attrs, has_dc=dc is not None,
+            has_da=da is not None).outputs
         dx = b.emit("matmul", b.emit("transpose", w, perm=(1, 0)), dz)
         return [b.relabel(dx, x.fmt), b.relabel(dw, w.fmt), dr, b.relabel(db, bias.fmt), dh0,
                 dc0]
@@ -221,44 +224,48 @@ class LstmSeq(OpDef):
 
 @register
 class LstmSeqBackward(OpDef):
-    """dZ, dh0, dc0, db = the LSTM's pre-activation, initial-state and bias gradients (db the
-    column sums of dZ) from dS (dC, dA)"""
+    """dZ, dh0, dc0, db, dR, dW = the LSTM's pre-activation, initial-state, bias and weight
+    gradients (db the column sums of dZ; dR = dZ · (the states before each step: S's leading
+    T·N columns)^T, dW = dZ · X^T) from dS (dC, dA)"""
 
     name = "lstm_seq_backward"
     attrs = {"state": "tanh", "gate": "sigmoid", "has_dc": False, "has_da": False}
 
     def _inputs(self, args, has_dc, has_da):
-        """(A, C, R, dS, dC or None, dA or None) from the positional inputs."""
-        a, c, r, ds, *rest = args
+        """(A, C, R, S, X, dS, dC or None, dA or None) from the positional inputs."""
+        a, c, r, s, x, ds, *rest = args
         dc = rest.pop(0) if has_dc else None
         da = rest.pop(0) if has_da else None
-        return a, c, r, ds, dc, da
+        return a, c, r, s, x, ds, dc, da
 
     def infer(self, in_types, state, gate, has_dc, has_da):
         _check_fns(self.name, state, gate)
-        want = 4 + bool(has_dc) + bool(has_da)
+        want = 6 + bool(has_dc) + bool(has_da)
         if len(in_types) != want:
-            raise ShapeError(f"{self.name}: expects {want} inputs (A, C, R, dS"
+            raise ShapeError(f"{self.name}: expects {want} inputs (A, C, R, S, X, dS"
                              f"{', dC' if has_dc else ''}{', dA' if has_da else ''}), got "
                              f"{len(in_types)}")
-        a, c, r, ds, dc, da = self._inputs(in_types, has_dc, has_da)
-        names = ("A", "C", "R", "dS") + ("dC",) * bool(has_dc) + ("dA",) * bool(has_da)
+        a, c, r, s, x, ds, dc, da = self._inputs(in_types, has_dc, has_da)
+        names = (("A", "C", "R", "S", "X", "dS") + ("dC",) * bool(has_dc)
+                 + ("dA",) * bool(has_da))
         dtype = _same_float(self.name, list(in_types), names)
         h = r.shape[1] if r.ndim == 2 else 0
         ok = (r.ndim == 2 and r.shape[0] == 4 * h and a.ndim == 2 and a.shape[0] == 4 * h
               and c.ndim == 2 and c.shape[0] == h and c.shape[1] > a.shape[1] > 0
               and a.shape[1] % (c.shape[1] - a.shape[1]) == 0 and ds.shape == c.shape
+              and s.shape == c.shape and x.ndim == 2 and x.shape[1] == a.shape[1]
               and (dc is None or dc.shape == c.shape) and (da is None or da.shape == a.shape))
         if not ok:
-            raise ShapeError(f"{self.name}: needs A (4H, T·N), C and dS (H, N + T·N), "
-                             f"R (4H, H); got A {a.shape}, C {c.shape}, dS {ds.shape}, "
-                             f"R {r.shape}")
+            raise ShapeError(f"{self.name}: needs A (4H, T·N), C, S and dS (H, N + T·N), "
+                             f"X (D, T·N), R (4H, H); got A {a.shape}, C {c.shape}, "
+                             f"S {s.shape}, X {x.shape}, dS {ds.shape}, R {r.shape}")
         n = c.shape[1] - a.shape[1]
         return [TensorType(dtype, a.shape), TensorType(dtype, (h, n)), TensorType(dtype, (h, n)),
-                TensorType(dtype, (4 * h, 1))]
+                TensorType(dtype, (4 * h, 1)), TensorType(dtype, r.shape),
+                TensorType(dtype, (4 * h, x.shape[0]))]
 
     def ref(self, *args, state, gate, has_dc, has_da):
-        a, c, r, ds, dc, da = self._inputs(args, has_dc, has_da)
+        a, c, r, s, x, ds, dc, da = self._inputs(args, has_dc, has_da)
         tn, h = a.shape[1], r.shape[1]
         n = c.shape[1] - tn
         fs, ds_, dg_ = _NP[state], _NP_D[state], _NP_D[gate]
@@ -280,7 +287,7 @@ class LstmSeqBackward(OpDef):
             dh = r.T @ dz[:, k:k + n]
         dh0 = ds[:, :n] + dh
         dc0 = dcc + dc[:, :n] if dc is not None else dcc
-        return dz, dh0, dc0, dz.sum(axis=1, keepdims=True)
+        return dz, dh0, dc0, dz.sum(axis=1, keepdims=True), dz @ s[:, :tn].T, dz @ x.T
 
     def vjp(self, b, node, cts):
         # through the same computation written in primitive ops: the objective sum_k <out_k,
@@ -314,19 +321,25 @@ class LstmSeqBackward(OpDef):
             da_o=" + da[h3 + jj, col]" if at["has_da"] else "",
             dgate_i=g.format("ai"), dgate_f=g.format("af"), dstate_g=s.format("ag"),
             dgate_o=g.format("ao"),
-            dc0="dc[jj, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]")
+            dc0="dc[jj, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]",
+            zero=_src("ZERO", node))
         h, n = node.outputs[1].shape
         count = _threads(h, n)
 
+        d, tn = node.inputs[4].shape
+
         def call(kernel, ins, outs):
-            gb = np.zeros((2, 4 * h, _padded(n, outs[0].dtype)), outs[0].dtype)  # dZ of steps
-            # k and k - 1
-            kernel(*outs, *ins, gb, _sync(count))
+            dtype = outs[0].dtype
+            gb = np.zeros((2, 4 * h, _padded(n, dtype)), dtype)  # dZ of steps k and k - 1
+            # [S's leading T·N columns; X]^T, each part padded to whole registers
+            bt = np.empty((tn, _whole(h, dtype) + _whole(d, dtype)), dtype)
+            kernel(*outs, *ins, gb, bt, _sync(count))
         return Lowering(call, source, count)
 
     def flops(self, node):
-        a, r = node.inputs[0].shape, node.inputs[2].shape
-        return 2 * a[1] * r[0] * r[1]
+        # the per-step products, then the weight gradients' (4H, T·N) by (T·N, H + D)
+        (four_h, tn), h, d = node.inputs[0].shape, node.inputs[2].shape[1], node.inputs[4].shape[0]
+        return 2 * tn * four_h * (h + h + d)
 
     def samples(self, rng):
         out, fwd = [], LstmSeq()
@@ -337,15 +350,15 @@ class LstmSeqBackward(OpDef):
             extra = ([rng.normal(size=c.shape)] if has_dc else []) + (
                 [rng.normal(size=a.shape)] if has_da else [])
             # A and C as the forward pass leaves them: gates in (0, 1), g in (-1, 1)
-            out.append(Sample([a, c, s.args[2], rng.normal(size=st.shape), *extra],
-                              {**s.attrs, "has_dc": has_dc, "has_da": has_da}))
+            out.append(Sample([a, c, s.args[2], st, s.args[0], rng.normal(size=st.shape),
+                               *extra], {**s.attrs, "has_dc": has_dc, "has_da": has_da}))
         return out
 
 
 def _backward_graph(b, inputs, at):
     """lstm_seq_backward's outputs computed with primitive ops (split, matmul, elementwise),
     step by step; used only to differentiate it."""
-    a, c, r, ds, dc, da = LstmSeqBackward()._inputs(inputs, at["has_dc"], at["has_da"])
+    a, c, r, s, x, ds, dc, da = LstmSeqBackward()._inputs(inputs, at["has_dc"], at["has_da"])
     tn, h = a.shape[1], r.shape[1]
     n = c.shape[1] - tn
     t = tn // n
@@ -407,7 +420,10 @@ def _backward_graph(b, inputs, at):
     dz = dz_t[0] if t == 1 else b.emit("concatenate", *dz_t, axis=1)
     dh0 = b.add(ds_t[0], dh)
     dc0 = b.add(dc_t[0], dcc) if dc_t is not None else dcc
-    return [dz, dh0, dc0, b.emit("sum_to", dz, shape=(4 * h, 1))]
+    before = b.emit_node("split", s, axis=1, sizes=(tn, n)).outputs[0]
+    dr = b.emit("matmul", dz, b.emit("transpose", before, perm=(1, 0)))
+    dw = b.emit("matmul", dz, b.emit("transpose", x, perm=(1, 0)))
+    return [dz, dh0, dc0, b.emit("sum_to", dz, shape=(4 * h, 1)), dr, dw]
 
 
 # --- Numba kernels: the time loop, split over the hidden units between threads ----------------
@@ -425,6 +441,11 @@ def _backward_graph(b, inputs, at):
 # step block is at least a register wide (its columns padded with zeros to whole registers),
 # else as one single-threaded BLAS call: packed, the H = 128, N = 32 train step went 6.31 ->
 # 5.62 ms (`bench --against`, medians of 5 processes each).
+#
+# After its time loop, each backward thread makes its rows of [dR dW] = dZ · [S_before; X]^T
+# (`panel_gemm_add` over all T·N columns; the threads wrote bt = [S_before; X]^T between them
+# before the loop, a share each). Against the two 2-thread BLAS products the graph ran before
+# (with S's copy and X's transpose for them): -2.5 % on the train step (7 rounds each).
 #
 # Every index is unsigned (uint64 arithmetic throughout: with a signed one Numba adds a
 # negative-index check, and LLVM then cannot tell that the gate loop's writes into the outputs
@@ -508,7 +529,7 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     return 0
 """
 
-_BACKWARD = """def kernel(dz, dh0, dc0, db, a, c, r, ds{args}, gb, sync, t, T):
+_BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb, bt, sync, t, T):
     one = np.uint64(1)
     hd, n = np.uint64(dh0.shape[0]), np.uint64(dh0.shape[1])
     h2 = hd + hd
@@ -532,6 +553,27 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, a, c, r, ds{args}, gb, sync, t, T):
             for j in range(hs):
                 rl[j, m] = r[m, j0 + j]
     dh = np.zeros((used * pr + plain, np.uint64(gb.shape[2])), dtype=dz.dtype)
+    # this thread's share of the rows of bt = [S's leading T·N columns; X]^T, each part
+    # padded with zeros to whole registers (the other threads' rows are theirs, seen after
+    # the first step's barrier), for the weight gradients at the end
+    tn, d, wide = np.uint64(a.shape[1]), np.uint64(x.shape[0]), np.uint64(bt.shape[1])
+    lanes = np.uint64(panel_width(dz))
+    hp = (hd + lanes - one) // lanes * lanes
+    col0 = np.uint64(t) * tn // np.uint64(T)
+    col1 = (np.uint64(t) + one) * tn // np.uint64(T)
+    for start in range(col0, col1, np.uint64(16)):  # in blocks of 16 columns (a constant:
+        end = min(start + np.uint64(16), col1)  # loops LLVM unrolls): 2x faster than by one
+        for m in range(hd):
+            for col in range(start, end):
+                bt[col, m] = s[m, col]
+        for m in range(d):
+            for col in range(start, end):
+                bt[col, hp + m] = x[m, col]
+        for col in range(start, end):
+            for m in range(hd, hp):
+                bt[col, m] = {zero}
+            for m in range(hp + d, wide):
+                bt[col, m] = {zero}
     dcc = np.zeros((hs, n), dtype=dz.dtype)
     sums = np.zeros((4 * hs, n), dtype=dz.dtype)  # of its rows of dZ, for db
     for back in range(steps):
@@ -582,5 +624,16 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, a, c, r, ds{args}, gb, sync, t, T):
             for q in range(one, n):
                 total += sums[gate * hs + j, q]
             db[gate * hd + j0 + j, 0] = total
+    # [dR dW] of its rows = its rows of dZ (all steps) times bt: one product per gate block
+    hsp = panels * pr
+    acc = np.zeros((4 * hsp, wide), dtype=dz.dtype)
+    for gate in range(np.uint64(4)):
+        r0, a0 = np.intp(gate * hd + j0), np.intp(gate * hsp)
+        panel_gemm_add(dz[r0:r0 + np.intp(hs)], bt, acc[a0:a0 + np.intp(hsp)])
+        for j in range(hs):
+            for m in range(hd):
+                dr[gate * hd + j0 + j, m] = acc[gate * hsp + j, m]
+            for m in range(d):
+                dw[gate * hd + j0 + j, m] = acc[gate * hsp + j, hp + m]
     return 0
 """

@@ -33,7 +33,7 @@ from numba import njit
 
 from lgc.backend.numba.intrinsics import (PANEL_ROWS, cycles, fast_exp, fast_sigmoid,
                                           fast_tanh, gemm, load_acquire, pack_row, panel_gemm,
-                                          panel_width, step_barrier)
+                                          panel_gemm_add, panel_width, step_barrier)
 
 '''
 
@@ -86,7 +86,9 @@ def kernel_key(source: str, flags: dict) -> str:
     global _MACHINE
     if _MACHINE is None:
         _MACHINE = _machine()
-    blob = json.dumps({"source": source, "flags": flags, **_MACHINE}, sort_keys=True,
+    # the file is HEADER + source: a header naming other helpers is another kernel
+    blob = json.dumps({"header": HEADER, "source": source, "flags": flags, **_MACHINE},
+                      sort_keys=True,
                       default=lambda v: sorted(v) if isinstance(v, set | frozenset) else repr(v))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 

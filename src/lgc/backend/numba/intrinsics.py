@@ -30,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["cycles", "fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "pack_row",
-           "panel_gemm", "panel_width", "step_barrier", "PANEL_ROWS", "VERSION"]
+           "panel_gemm", "panel_gemm_add", "panel_width", "step_barrier", "PANEL_ROWS", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -224,14 +224,17 @@ PANEL_ROWS = 8 if VECTOR_BYTES == 64 else 4  # 2 x PANEL_ROWS accumulators fill 
 
 
 @intrinsic
-def _panel_product(typingctx, ap, b, c, nv, mr):
-    """c[:mr, :nv·W] = P @ b[:, :nv·W] for one packed panel P (ap[k·mr + r] = P[r, k]) and
-    K = b.shape[0], W = the lanes of one register; rows of b and c need a unit stride."""
-    if not (isinstance(nv, types.IntegerLiteral) and isinstance(mr, types.IntegerLiteral)
-            and all(isinstance(t, types.Array) and t.dtype == ap.dtype for t in (b, c))
-            and ap.dtype in (types.float32, types.float64)):
+def _panel_product(typingctx, a, b, c, nv, add):
+    """c[:R, :nv·W] (+)= a @ b[:, :nv·W] for a block a of R = a.shape[0] rows (a literal
+    count: the shape of a view is not, so R is PANEL_ROWS) and K = b.shape[0] columns, any
+    strides; W = the lanes of one register; rows of b and c need a unit stride. `add` (a
+    literal 0 or 1): whether c's values are added to. The block's R x nv registers of c stay
+    in registers over the whole of K."""
+    if not (isinstance(nv, types.IntegerLiteral) and isinstance(add, types.IntegerLiteral)
+            and all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == a.dtype
+                    for t in (a, b, c)) and a.dtype in (types.float32, types.float64)):
         return None
-    n_vec, rows, dtype = nv.literal_value, mr.literal_value, ap.dtype
+    n_vec, rows, dtype, accumulate = nv.literal_value, PANEL_ROWS, a.dtype, add.literal_value
 
     def codegen(context, builder, signature, args):
         fty = context.get_value_type(dtype)
@@ -241,38 +244,42 @@ def _panel_product(typingctx, ap, b, c, nv, mr):
         size = intp(context.get_abi_sizeof(fty))
         a_arr, b_arr, c_arr = (context.make_array(t)(context, builder, value=v)
                                for t, v in zip(signature.args[:3], args[:3]))
+        lda_r, lda_k = (builder.sdiv(v, size) for v in cgutils.unpack_tuple(builder, a_arr.strides))
         ldb = builder.sdiv(cgutils.unpack_tuple(builder, b_arr.strides)[0], size)
         ldc = builder.sdiv(cgutils.unpack_tuple(builder, c_arr.strides)[0], size)
         k_len = cgutils.unpack_tuple(builder, b_arr.shape)[0]
         bits = 32 if dtype == types.float32 else 64
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                              f"llvm.fma.v{lanes}f{bits}")
+
+        def c_slot(r, j):
+            row = builder.gep(c_arr.data, [builder.mul(intp(r), ldc)])
+            return builder.bitcast(builder.gep(row, [intp(j * lanes)]), vptr)
+
         # accumulators in stack slots that LLVM promotes to registers
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vty, None))
-                for _ in range(n_vec)] for _ in range(rows)]
+        acc = [[cgutils.alloca_once_value(
+            builder, builder.load(c_slot(r, j), align=4) if accumulate else ir.Constant(vty, None))
+            for j in range(n_vec)] for r in range(rows)]
         splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
         undef = ir.Constant(vty, ir.Undefined)
         with cgutils.for_range(builder, k_len) as loop:
             b_row = builder.gep(b_arr.data, [builder.mul(loop.index, ldb)])
             bv = [builder.load(builder.bitcast(builder.gep(b_row, [intp(j * lanes)]), vptr),
                                align=4) for j in range(n_vec)]
-            a_col = builder.gep(a_arr.data, [builder.mul(loop.index, intp(rows))])
+            a_col = builder.gep(a_arr.data, [builder.mul(loop.index, lda_k)])
             for r in range(rows):
-                x = builder.load(builder.gep(a_col, [intp(r)]))
+                x = builder.load(builder.gep(a_col, [builder.mul(intp(r), lda_r)]))
                 xv = builder.shuffle_vector(builder.insert_element(undef, x, ir.IntType(32)(0)),
                                             undef, splat)
                 for j in range(n_vec):
                     builder.store(builder.call(fma, [xv, bv[j], builder.load(acc[r][j])]),
                                   acc[r][j])
         for r in range(rows):
-            c_row = builder.gep(c_arr.data, [builder.mul(intp(r), ldc)])
             for j in range(n_vec):
-                builder.store(builder.load(acc[r][j]),
-                              builder.bitcast(builder.gep(c_row, [intp(j * lanes)]), vptr),
-                              align=4)
+                builder.store(builder.load(acc[r][j]), c_slot(r, j), align=4)
         return context.get_dummy_value()
 
-    return types.none(ap, b, c, nv, mr), codegen
+    return types.none(a, b, c, nv, add), codegen
 
 
 @njit(nogil=True, cache=False)
@@ -290,25 +297,63 @@ def pack_row(ap, i, offset, v):
         ap[p, (offset + k) * PANEL_ROWS + r] = v[k]
 
 
+@njit(nogil=True, cache=False, inline="always")
+def _fits(b, c, k, lanes):
+    return not (c.shape[1] % lanes or b.shape[1] < c.shape[1] or b.shape[0] != k
+                or b.strides[1] != b.itemsize or c.strides[1] != c.itemsize)
+
+
+@njit(nogil=True, cache=False, inline="always")
+def _panel_row(a, b, c, add):
+    """One panel's rows of c (+)= a @ b, in blocks of two registers of columns and one."""
+    lanes = VECTOR_BYTES // c.itemsize
+    cols = c.shape[1]
+    j = 0
+    while j + 2 * lanes <= cols:
+        if add:
+            _panel_product(a, b[:, j:], c[:, j:], 2, 1)
+        else:
+            _panel_product(a, b[:, j:], c[:, j:], 2, 0)
+        j += 2 * lanes
+    if j < cols:
+        if add:
+            _panel_product(a, b[:, j:], c[:, j:], 1, 1)
+        else:
+            _panel_product(a, b[:, j:], c[:, j:], 1, 0)
+
+
 @njit(nogil=True, cache=False)
 def panel_gemm(ap, b, c):
     """c = A @ b, A packed by `pack_row` into ap (P panels, K·PANEL_ROWS; rows past A's are
     zeros), b (K, cols), c (P·PANEL_ROWS, cols) with cols a multiple of `panel_width` and
     rows of unit stride."""
-    lanes = VECTOR_BYTES // c.itemsize
-    cols = c.shape[1]
-    if (cols % lanes or b.shape[1] < cols or c.shape[0] < ap.shape[0] * PANEL_ROWS
-            or ap.shape[1] != b.shape[0] * PANEL_ROWS or b.strides[1] != b.itemsize
-            or c.strides[1] != c.itemsize or ap.strides[1] != ap.itemsize):
+    k = ap.shape[1] // PANEL_ROWS
+    if (not _fits(b, c, k, VECTOR_BYTES // c.itemsize) or ap.shape[1] % PANEL_ROWS
+            or c.shape[0] < ap.shape[0] * PANEL_ROWS or ap.strides[1] != ap.itemsize):
         raise ValueError("panel_gemm: operands do not fit the packed panels")
     for p in range(ap.shape[0]):
-        a, cp = ap[p], c[p * PANEL_ROWS:(p + 1) * PANEL_ROWS]
-        j = 0
-        while j + 2 * lanes <= cols:
-            _panel_product(a, b[:, j:], cp[:, j:], 2, PANEL_ROWS)
-            j += 2 * lanes
-        if j < cols:
-            _panel_product(a, b[:, j:], cp[:, j:], 1, PANEL_ROWS)
+        # the panel's (K, PANEL_ROWS) block seen as its (PANEL_ROWS, K) transpose
+        _panel_row(ap[p].reshape((k, PANEL_ROWS)).T, b, c[p * PANEL_ROWS:(p + 1) * PANEL_ROWS],
+                   False)
+
+
+@njit(nogil=True, cache=False)
+def panel_gemm_add(a, b, c):
+    """c[:M] += a @ b for a (M, K) of any strides (no packing: for a K of a few registers'
+    worth, read where it is), b (K, cols), c (M rounded up to whole panels, cols) with cols a
+    multiple of `panel_width`; c's rows past M are scratch."""
+    m, k = a.shape
+    panels = (m + PANEL_ROWS - 1) // PANEL_ROWS
+    if not _fits(b, c, k, VECTOR_BYTES // c.itemsize) or c.shape[0] < panels * PANEL_ROWS:
+        raise ValueError("panel_gemm_add: operands do not fit the panels")
+    full = m // PANEL_ROWS
+    for p in range(full):
+        rows = slice(p * PANEL_ROWS, (p + 1) * PANEL_ROWS)
+        _panel_row(a[rows], b, c[rows], True)
+    if full < panels:  # the last rows, completed with zeros
+        rest = np.zeros((PANEL_ROWS, k), a.dtype)
+        rest[:m - full * PANEL_ROWS] = a[full * PANEL_ROWS:]
+        _panel_row(rest, b, c[full * PANEL_ROWS:panels * PANEL_ROWS], True)
 
 
 # --- waiting on other threads ----------------------------------------------------------------
