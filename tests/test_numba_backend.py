@@ -123,6 +123,16 @@ def test_second_process_loads_kernels_from_disk(tmp_path):
     assert list((tmp_path / "kernels").glob("k_*.py"))
 
 
+def test_kernel_key_covers_the_generated_files_header(monkeypatch):
+    """A kernel file is HEADER + source: a header importing other helpers makes another file
+    (a file cached under the old key would name helpers the new header lacks, or the reverse)."""
+    from lgc.backend.numba import compile as cmp
+
+    before = cmp.kernel_key("def kernel(x):\n    return x\n", {"cache": True})
+    monkeypatch.setattr(cmp, "HEADER", cmp.HEADER + "from math import pi\n")
+    assert cmp.kernel_key("def kernel(x):\n    return x\n", {"cache": True}) != before
+
+
 def test_cache_info_and_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
     x = lgc.dlarray(np.ones((2, 3)), "CB")

@@ -545,6 +545,30 @@ def test_panel_gemm_matches_numpy(dtype):
         run(x, y[:, :n - 1], np.zeros((z.shape[0], n - 1), dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_panel_gemm_add_accumulates_from_rows_where_they_are(dtype):
+    """intrinsics.panel_gemm_add: c[:M] += a @ b with a read in place (a row block of a wider
+    array, rows strided), its last rows short of a panel completed with zeros; c's rows past
+    M are scratch and its columns past the block untouched."""
+    from lgc.backend.numba.intrinsics import PANEL_ROWS, VECTOR_BYTES, panel_gemm_add
+
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
+    for m, k, n in [(PANEL_ROWS, 9, lanes), (2 * PANEL_ROWS + 3, 33, 3 * lanes), (1, 1, lanes)]:
+        wide = RNG.normal(size=(m + 2, k + 4)).astype(dtype)
+        x, y = wide[1:m + 1, 2:k + 2], RNG.normal(size=(k, n)).astype(dtype)
+        z = RNG.normal(size=(-(-m // PANEL_ROWS) * PANEL_ROWS, n + 1)).astype(dtype)
+        want = z[:m, :n] + x @ y
+        edge = z[:, n].copy()
+        panel_gemm_add(x, y, z[:, :n])
+        np.testing.assert_allclose(z[:m, :n], want, **tol)
+        np.testing.assert_array_equal(z[:, n], edge)
+    x = RNG.normal(size=(PANEL_ROWS + 1, 3)).astype(dtype)
+    with pytest.raises(ValueError, match="do not fit"):  # c lacks the last panel's rows
+        panel_gemm_add(x, RNG.normal(size=(3, lanes)).astype(dtype),
+                       np.zeros((PANEL_ROWS + 1, lanes), dtype))
+
+
 def test_lstm_kernels_split_big_recurrences_between_threads():
     """A train-step-sized LSTM (H = 128, N = 32) runs on every kernel thread; a tiny one on
     one (the pool's wake-up would cost more than it saves)."""
