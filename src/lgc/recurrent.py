@@ -221,7 +221,9 @@ def lstm(X, H0, C0, weights, recurrentWeights, bias, *,  # noqa: N803
         s, c, _ = apply("lstm_seq", xs, w, r, b, h0, c0, state=StateActivationFunction,
                         gate=GateActivationFunction)
         y = _columns_to_sequence(_split(s, 1, [n, t * n])[1], h, n, t, out_fmt)
-        hn, cn = (_split(v, 1, [t * n, n])[1] for v in (s, c))
+        # the last step's block by itself (a split would also copy the T·N columns before it)
+        hn, cn = (apply("slice", v, starts=(0, t * n), stops=(h, t * n + n), steps=(1, 1))
+                  for v in (s, c))
         return _outputs(strip and DataFormat, y, hn, cn)
 
 
