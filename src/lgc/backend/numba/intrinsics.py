@@ -297,29 +297,36 @@ def pack_row(ap, i, offset, v):
         ap[p, (offset + k) * PANEL_ROWS + r] = v[k]
 
 
-@njit(nogil=True, cache=False, inline="always")
+@njit(nogil=True, cache=False)
 def _fits(b, c, k, lanes):
     return not (c.shape[1] % lanes or b.shape[1] < c.shape[1] or b.shape[0] != k
                 or b.strides[1] != b.itemsize or c.strides[1] != c.itemsize)
 
 
-@njit(nogil=True, cache=False, inline="always")
-def _panel_row(a, b, c, add):
-    """One panel's rows of c (+)= a @ b, in blocks of two registers of columns and one."""
+@njit(nogil=True, cache=False)
+def _panel_set(a, b, c):
+    """One panel's rows of c = a @ b, in blocks of two registers of columns and one."""
     lanes = VECTOR_BYTES // c.itemsize
     cols = c.shape[1]
     j = 0
     while j + 2 * lanes <= cols:
-        if add:
-            _panel_product(a, b[:, j:], c[:, j:], 2, 1)
-        else:
-            _panel_product(a, b[:, j:], c[:, j:], 2, 0)
+        _panel_product(a, b[:, j:], c[:, j:], 2, 0)
         j += 2 * lanes
     if j < cols:
-        if add:
-            _panel_product(a, b[:, j:], c[:, j:], 1, 1)
-        else:
-            _panel_product(a, b[:, j:], c[:, j:], 1, 0)
+        _panel_product(a, b[:, j:], c[:, j:], 1, 0)
+
+
+@njit(nogil=True, cache=False)
+def _panel_add(a, b, c):
+    """One panel's rows of c += a @ b, as `_panel_set`."""
+    lanes = VECTOR_BYTES // c.itemsize
+    cols = c.shape[1]
+    j = 0
+    while j + 2 * lanes <= cols:
+        _panel_product(a, b[:, j:], c[:, j:], 2, 1)
+        j += 2 * lanes
+    if j < cols:
+        _panel_product(a, b[:, j:], c[:, j:], 1, 1)
 
 
 @njit(nogil=True, cache=False)
@@ -333,8 +340,7 @@ def panel_gemm(ap, b, c):
         raise ValueError("panel_gemm: operands do not fit the packed panels")
     for p in range(ap.shape[0]):
         # the panel's (K, PANEL_ROWS) block seen as its (PANEL_ROWS, K) transpose
-        _panel_row(ap[p].reshape((k, PANEL_ROWS)).T, b, c[p * PANEL_ROWS:(p + 1) * PANEL_ROWS],
-                   False)
+        _panel_set(ap[p].reshape((k, PANEL_ROWS)).T, b, c[p * PANEL_ROWS:(p + 1) * PANEL_ROWS])
 
 
 @njit(nogil=True, cache=False)
@@ -348,12 +354,14 @@ def panel_gemm_add(a, b, c):
         raise ValueError("panel_gemm_add: operands do not fit the panels")
     full = m // PANEL_ROWS
     for p in range(full):
-        rows = slice(p * PANEL_ROWS, (p + 1) * PANEL_ROWS)
-        _panel_row(a[rows], b, c[rows], True)
-    if full < panels:  # the last rows, completed with zeros
-        rest = np.zeros((PANEL_ROWS, k), a.dtype)
-        rest[:m - full * PANEL_ROWS] = a[full * PANEL_ROWS:]
-        _panel_row(rest, b, c[full * PANEL_ROWS:panels * PANEL_ROWS], True)
+        _panel_add(a[p * PANEL_ROWS:(p + 1) * PANEL_ROWS], b,
+                   c[p * PANEL_ROWS:(p + 1) * PANEL_ROWS])
+    if full < panels:  # the last rows, completed with zeros (copied by loops: a slice
+        rest = np.zeros((PANEL_ROWS, k), a.dtype)  # assignment costs seconds of compile)
+        for i in range(m - full * PANEL_ROWS):
+            for j in range(k):
+                rest[i, j] = a[full * PANEL_ROWS + i, j]
+        _panel_add(rest, b, c[full * PANEL_ROWS:panels * PANEL_ROWS])
 
 
 # --- waiting on other threads ----------------------------------------------------------------
