@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from ..ir.types import TensorType
+from ..ir.types import TensorType, np_dtype
 from .base import Lowering, OpDef, Sample, kernel_threads, register, require_float
 
 STATES = ("tanh", "softsign", "relu")
@@ -85,13 +85,18 @@ def _whole(n: int, dtype) -> int:
     return -(-n // lanes) * lanes
 
 
-def _padded(n: int, dtype) -> int:
-    """Columns of a step block: N, or N rounded up to whole registers where the kernels run
-    their products through `panel_gemm` (N at least one register wide; the padding stays 0)."""
+def _packs(n: int, dtype) -> bool:
+    """Whether the recurrence kernels run their per-step products through `panel_gemm`: a
+    step block of N columns at least one register wide (narrower ones: BLAS)."""
     from ..backend.numba.intrinsics import VECTOR_BYTES
 
-    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
-    return n if n < lanes else -(-n // lanes) * lanes
+    return n * np.dtype(dtype).itemsize >= VECTOR_BYTES
+
+
+def _padded(n: int, dtype) -> int:
+    """Columns of a step block: N, or N rounded up to whole registers where the kernels run
+    their products through `panel_gemm` (the padding stays 0)."""
+    return _whole(n, dtype) if _packs(n, dtype) else n
 
 
 def _sync(count: int) -> np.ndarray:
@@ -187,11 +192,13 @@ class LstmSeq(OpDef):
     def lower_numba(self, node):
         gate, state = _src(_SRC[node.attrs["gate"]], node), _src(_SRC[node.attrs["state"]], node)
         pre = "(z[{0}j, q] + bl[{0}j])".format
+        h, n = node.inputs[4].shape
+        weights, product = _FORWARD_PRODUCT[_packs(n, np_dtype(node.outputs[0].dtype))]
         source = _FORWARD.format(
+            weights=weights, product=product,
             gate_i=gate.format(pre("")), gate_f=gate.format(pre("hs + ")),
             state_g=state.format(pre("2 * hs + ")), gate_o=gate.format(pre("3 * hs + ")),
             state_c=state.format("cc"))
-        h, n = node.inputs[4].shape
         d = node.inputs[0].shape[0]
         count = _threads(h, n)
 
@@ -311,7 +318,10 @@ class LstmSeqBackward(OpDef):
     def lower_numba(self, node):
         at = node.attrs
         g, s = _src(_SRC_D[at["gate"]], node), _src(_SRC_D[at["state"]], node)
+        h, n = node.outputs[1].shape
+        weights, product = _BACKWARD_PRODUCT[_packs(n, np_dtype(node.outputs[0].dtype))]
         source = _BACKWARD.format(
+            weights=weights, product=product,
             args=", dc" * at["has_dc"] + ", da" * at["has_da"],
             state_c=_src(_SRC[at["state"]], node).format("c[jj, nxt]"), dstate_c=s.format("sc"),
             dc_in=" + dc[jj, nxt]" if at["has_dc"] else "",
@@ -323,7 +333,6 @@ class LstmSeqBackward(OpDef):
             dgate_o=g.format("ao"),
             dc0="dc[jj, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]",
             zero=_src("ZERO", node))
-        h, n = node.outputs[1].shape
         count = _threads(h, n)
 
         d, tn = node.inputs[4].shape
@@ -460,31 +469,7 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
     x0 = np.uint64(t) * d // np.uint64(T)  # the rows of x this thread stages for each step
     x1 = (np.uint64(t) + one) * d // np.uint64(T)
-    # its units' rows of [R W], packed for `panel_gemm` when a step has a register's width
-    # of columns, else as they are for BLAS; and of b
-    packed = n >= np.uint64(panel_width(s))
-    rows, pr, none = np.uint64(4) * hs, np.uint64(PANEL_ROWS), np.uint64(0)
-    panels = (rows + pr - one) // pr
-    plain = none if packed else rows
-    used = panels if packed else none
-    ap = np.zeros((used, (hd + d) * pr), dtype=s.dtype)
-    rl = np.empty((plain, hd + d), dtype=s.dtype)
-    bl = np.empty(rows, dtype=s.dtype)
-    for gate in range(np.uint64(4)):
-        for j in range(hs):
-            row = gate * hd + j0 + j
-            i = gate * hs + j
-            if packed:
-                pack_row(ap, i, 0, r[row])
-                pack_row(ap, i, hd, w[row])
-            else:
-                for m in range(hd):
-                    rl[i, m] = r[row, m]
-                for m in range(d):
-                    rl[i, hd + m] = w[row, m]
-            bl[i] = bias[row, 0]
-    z = np.empty((used * pr + plain, np.uint64(hx.shape[2])), dtype=s.dtype)
-    cb = np.empty((hs, n), dtype=s.dtype)
+{weights}    cb = np.empty((hs, n), dtype=s.dtype)
     for j in range(hs):
         for q in range(n):
             cb[j, q] = c0[j0 + j, q]
@@ -497,10 +482,7 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     step_barrier(sync, t, T, 1)
     steps = np.uint64(x.shape[1]) // n
     for k in range(steps):
-        if packed:
-            panel_gemm(ap, hx[k & one], z)
-        else:
-            np.dot(rl, hx[k & one], z)
+        {product}
         h = hx[(k + one) & one]
         for j in range(hs):
             jj = j0 + j
@@ -529,6 +511,48 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     return 0
 """
 
+# the step's product on weights packed for `panel_gemm` (a step block at least a register
+# wide), or as they are for BLAS: (weights, product) source for each kernel
+_FORWARD_PRODUCT = {
+    True: ("""    # its units' rows of [R W], packed for `panel_gemm`, and of b
+    rows, pr = np.uint64(4) * hs, np.uint64(PANEL_ROWS)
+    panels = (rows + pr - one) // pr
+    ap = np.zeros((panels, (hd + d) * pr), dtype=s.dtype)
+    bl = np.empty(rows, dtype=s.dtype)
+    for gate in range(np.uint64(4)):
+        for j in range(hs):
+            row = gate * hd + j0 + j
+            pack_row(ap, gate * hs + j, 0, r[row])
+            pack_row(ap, gate * hs + j, hd, w[row])
+            bl[gate * hs + j] = bias[row, 0]
+    z = np.empty((panels * pr, np.uint64(hx.shape[2])), dtype=s.dtype)
+""", "panel_gemm(ap, hx[k & one], z)"),
+    False: ("""    # its units' rows of [R W] and of b
+    rl = np.empty((4 * hs, hd + d), dtype=s.dtype)
+    bl = np.empty(4 * hs, dtype=s.dtype)
+    for gate in range(np.uint64(4)):
+        for j in range(hs):
+            row = gate * hd + j0 + j
+            for m in range(hd):
+                rl[gate * hs + j, m] = r[row, m]
+            for m in range(d):
+                rl[gate * hs + j, hd + m] = w[row, m]
+            bl[gate * hs + j] = bias[row, 0]
+    z = np.empty((4 * hs, n), dtype=s.dtype)
+""", "np.dot(rl, hx[k & one], z)")}
+_BACKWARD_PRODUCT = {
+    True: ("""    ap = np.zeros((panels, 4 * hd * pr), dtype=dz.dtype)  # its rows of R^T, packed
+    for j in range(hs):
+        pack_row(ap, j, 0, r[:, j0 + j])
+    dh = np.zeros((panels * pr, np.uint64(gb.shape[2])), dtype=dz.dtype)
+""", "panel_gemm(ap, g, dh)"),
+    False: ("""    rl = np.empty((hs, 4 * hd), dtype=dz.dtype)  # this thread's rows of R^T
+    for m in range(4 * hd):
+        for j in range(hs):
+            rl[j, m] = r[m, j0 + j]
+    dh = np.zeros((hs, n), dtype=dz.dtype)
+""", "np.dot(rl, g, dh)")}
+
 _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb, bt, sync, t, T):
     one = np.uint64(1)
     hd, n = np.uint64(dh0.shape[0]), np.uint64(dh0.shape[1])
@@ -537,23 +561,9 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
     j0 = np.uint64(t) * hd // np.uint64(T)
     hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
     steps = np.uint64(a.shape[1]) // n
-    # this thread's rows of R^T, packed or as they are (as in the forward kernel)
-    packed = n >= np.uint64(panel_width(dz))
-    pr, none = np.uint64(PANEL_ROWS), np.uint64(0)
+    pr = np.uint64(PANEL_ROWS)
     panels = (hs + pr - one) // pr
-    plain = none if packed else hs
-    used = panels if packed else none
-    ap = np.zeros((used, 4 * hd * pr), dtype=dz.dtype)
-    rl = np.empty((plain, 4 * hd), dtype=dz.dtype)
-    if packed:
-        for j in range(hs):
-            pack_row(ap, j, 0, r[:, j0 + j])
-    else:
-        for m in range(4 * hd):
-            for j in range(hs):
-                rl[j, m] = r[m, j0 + j]
-    dh = np.zeros((used * pr + plain, np.uint64(gb.shape[2])), dtype=dz.dtype)
-    # this thread's share of the rows of bt = [S's leading T·N columns; X]^T, each part
+{weights}    # this thread's share of the rows of bt = [S's leading T·N columns; X]^T, each part
     # padded with zeros to whole registers (the other threads' rows are theirs, seen after
     # the first step's barrier), for the weight gradients at the end
     tn, d, wide = np.uint64(a.shape[1]), np.uint64(x.shape[0]), np.uint64(bt.shape[1])
@@ -609,10 +619,7 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
                 sums[3 * hs + j, q] += go
                 dcc[j, q] = dcv * af
         step_barrier(sync, t, T, back + one)
-        if packed:
-            panel_gemm(ap, g, dh)
-        else:
-            np.dot(rl, g, dh)
+        {product}
     for j in range(hs):
         jj = j0 + j
         for q in range(n):
