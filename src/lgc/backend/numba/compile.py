@@ -39,7 +39,8 @@ from lgc.backend.numba.intrinsics import (PANEL_ROWS, cycles, fast_exp, fast_sig
 
 
 def calls_blas(source: str) -> bool:
-    """Whether a kernel's source calls SciPy's BLAS (np.dot, or `gemm` of intrinsics.py)."""
+    """Whether a kernel's source multiplies matrices: SciPy's BLAS (np.dot, `gemm` of
+    intrinsics.py) or `panel_gemm` (whose code compiles in about as long as np.dot's)."""
     return "np.dot(" in source or "gemm(" in source
 
 
