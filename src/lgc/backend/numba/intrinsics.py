@@ -303,30 +303,25 @@ def _fits(b, c, k, lanes):
                 or b.strides[1] != b.itemsize or c.strides[1] != c.itemsize)
 
 
-@njit(nogil=True, cache=False)
-def _panel_set(a, b, c):
-    """One panel's rows of c = a @ b, in blocks of two registers of columns and one."""
-    lanes = VECTOR_BYTES // c.itemsize
-    cols = c.shape[1]
-    j = 0
-    while j + 2 * lanes <= cols:
-        _panel_product(a, b[:, j:], c[:, j:], 2, 0)
-        j += 2 * lanes
-    if j < cols:
-        _panel_product(a, b[:, j:], c[:, j:], 1, 0)
+def _panel_rows(add: int):
+    """One panel's rows of c = a @ b (add 0) or c += a @ b (add 1), in blocks of two registers
+    of columns and one; `add` is a constant of the compiled function (one variant each)."""
+
+    @njit(nogil=True, cache=False)
+    def rows(a, b, c):
+        lanes = VECTOR_BYTES // c.itemsize
+        cols = c.shape[1]
+        j = 0
+        while j + 2 * lanes <= cols:
+            _panel_product(a, b[:, j:], c[:, j:], 2, add)
+            j += 2 * lanes
+        if j < cols:
+            _panel_product(a, b[:, j:], c[:, j:], 1, add)
+
+    return rows
 
 
-@njit(nogil=True, cache=False)
-def _panel_add(a, b, c):
-    """One panel's rows of c += a @ b, as `_panel_set`."""
-    lanes = VECTOR_BYTES // c.itemsize
-    cols = c.shape[1]
-    j = 0
-    while j + 2 * lanes <= cols:
-        _panel_product(a, b[:, j:], c[:, j:], 2, 1)
-        j += 2 * lanes
-    if j < cols:
-        _panel_product(a, b[:, j:], c[:, j:], 1, 1)
+_panel_set, _panel_add = _panel_rows(0), _panel_rows(1)
 
 
 @njit(nogil=True, cache=False)
