@@ -545,6 +545,29 @@ def test_panel_gemm_matches_numpy(dtype):
         run(x, y[:, :n - 1], np.zeros((z.shape[0], n - 1), dtype))
 
 
+def test_panel_kernels_with_the_narrower_registers(tmp_path):
+    """The panel kernels as a machine without AVX-512 runs them (32-byte registers, panels of
+    4 rows), in a subprocess that asks for them: the panel tests and the recurrence kernels
+    on packed batches pass there too; kernels built so are cached under their own keys."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "LGC_VECTOR_BYTES": "32", "LGC_CACHE_DIR": str(tmp_path)}
+    probe = ("from lgc.backend.numba import intrinsics as i; from lgc.backend.numba import "
+             "compile as c; print(i.VECTOR_BYTES, i.PANEL_ROWS, c._machine()['vector_bytes'])")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["32", "4", "32"]
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "tests/test_numba_kernels.py", "-k",
+                        "panel_gemm or (recurrence_split and tanh and not blas and 2)"],
+                       cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_panel_gemm_add_accumulates_from_rows_where_they_are(dtype):
     """intrinsics.panel_gemm_add: c[:M] += a @ b with a read in place (a row block of a wider

@@ -77,6 +77,7 @@ def _machine() -> dict:
     return {"numba": numba.__version__, "llvmlite": llvmlite.__version__, "target": "cpu",
             "cpu": llvm.get_host_cpu_name(), "features": llvm.get_host_cpu_features().flatten(),
             "python": sys.version_info[:2], "intrinsics": intrinsics.VERSION,
+            "vector_bytes": intrinsics.VECTOR_BYTES,
             "llvm_options": LLVM_OPTIONS}
 
 

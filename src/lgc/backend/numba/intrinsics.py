@@ -11,9 +11,10 @@ zero-division checks would stop it). In plain Python the functions are NumPy's, 
 kernels mean the same thing everywhere; the generated kernels import them (HEADER in
 compile.py), and templates name them through `expr_cpu` (ops/elementwise.py).
 
-`step_barrier` lets the threads of one kernel call (lgc's pool runs it once per thread) wait
-for each other between the steps of a recurrence, on atomic loads and stores that LLVM keeps
-inside the loop.
+`panel_gemm` multiplies by a left operand packed once (an LSTM's weights, once per step) with
+a register-blocked kernel written in LLVM IR. `step_barrier` lets the threads of one kernel
+call (lgc's pool runs it once per thread) wait for each other between the steps of a
+recurrence, on atomic loads and stores that LLVM keeps inside the loop.
 """
 
 from __future__ import annotations
@@ -214,9 +215,14 @@ def _fast_tanh(x):
 
 
 def _vector_bytes() -> int:
+    """64 with AVX-512, else 32; LGC_VECTOR_BYTES=32 asks for the narrower kernels on any CPU
+    (the tests run them so, on a machine that would not)."""
+    import os
+
     import llvmlite.binding as llvm
 
-    return 64 if llvm.get_host_cpu_features().get("avx512f") else 32
+    native = 64 if llvm.get_host_cpu_features().get("avx512f") else 32
+    return min(native, 32) if os.environ.get("LGC_VECTOR_BYTES") == "32" else native
 
 
 VECTOR_BYTES = _vector_bytes()  # one register: 16 float32 lanes with AVX-512, else 8
@@ -225,11 +231,11 @@ PANEL_ROWS = 8 if VECTOR_BYTES == 64 else 4  # 2 x PANEL_ROWS accumulators fill 
 
 @intrinsic
 def _panel_product(typingctx, a, b, c, nv, add):
-    """c[:R, :nv·W] (+)= a @ b[:, :nv·W] for a block a of R = a.shape[0] rows (a literal
-    count: the shape of a view is not, so R is PANEL_ROWS) and K = b.shape[0] columns, any
-    strides; W = the lanes of one register; rows of b and c need a unit stride. `add` (a
-    literal 0 or 1): whether c's values are added to. The block's R x nv registers of c stay
-    in registers over the whole of K."""
+    """c[:R, :nv·W] (+)= a[:R] @ b[:, :nv·W] for R = PANEL_ROWS (a constant: the kernel is
+    unrolled over the rows; a, b and c must have them), K = b.shape[0], W = the lanes of one
+    register; a of any strides, rows of b and c of unit stride. `add` (a literal 0 or 1):
+    whether c's values are added to. The R x nv registers of c stay in registers over the
+    whole of K: one broadcast of a and nv FMAs per row and k."""
     if not (isinstance(nv, types.IntegerLiteral) and isinstance(add, types.IntegerLiteral)
             and all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == a.dtype
                     for t in (a, b, c)) and a.dtype in (types.float32, types.float64)):
