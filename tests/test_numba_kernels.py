@@ -502,6 +502,8 @@ def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, th
     x, w, r, bias, h0, c0 = _lstm_case(5, batch, 64)
     attrs = {"state": state, "gate": gate}
     g, args = _one_op("lstm_seq", [x, w, r, bias, h0, c0], attrs, dtype)
+    (node,) = [n for n in g.nodes if n.op.name == "lstm_seq"]
+    assert ("panel_gemm(" in node.op.lower_numba(node).source) == (batch >= lanes)
     states = run_graph(g, args)
     for u, v in zip(NumbaExecutable(g)(args), states):
         np.testing.assert_allclose(u, v, **TOLERANCE[dtype])
@@ -509,6 +511,8 @@ def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, th
     cts = [RNG.normal(size=s.shape), RNG.normal(size=c.shape), RNG.normal(size=a.shape)]
     g, args = _one_op("lstm_seq_backward", [a, c, args[2], s, args[0], *cts],
                       {**attrs, "has_dc": True, "has_da": True}, dtype)
+    (node,) = [n for n in g.nodes if n.op.name == "lstm_seq_backward"]
+    assert ("panel_gemm(" in node.op.lower_numba(node).source) == (batch >= lanes)
     exe = NumbaExecutable(g)
     want = run_graph(g, args)
     for _ in range(2):  # the second call reuses the planned buffers

@@ -77,20 +77,22 @@ def _threads(hidden: int, batch: int) -> int:
     return max(1, min(kernel_threads(8 * hidden * hidden * batch), hidden))
 
 
-def _whole(n: int, dtype) -> int:
-    """n rounded up to whole registers of dtype."""
+def _lanes(dtype) -> int:
+    """Elements of dtype in one register of the panel kernels (intrinsics.VECTOR_BYTES)."""
     from ..backend.numba.intrinsics import VECTOR_BYTES
 
-    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
-    return -(-n // lanes) * lanes
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def _whole(n: int, dtype) -> int:
+    """n rounded up to whole registers of dtype."""
+    return -(-n // _lanes(dtype)) * _lanes(dtype)
 
 
 def _packs(n: int, dtype) -> bool:
     """Whether the recurrence kernels run their per-step products through `panel_gemm`: a
     step block of N columns at least one register wide (narrower ones: BLAS)."""
-    from ..backend.numba.intrinsics import VECTOR_BYTES
-
-    return n * np.dtype(dtype).itemsize >= VECTOR_BYTES
+    return n >= _lanes(dtype)
 
 
 def _padded(n: int, dtype) -> int:
@@ -193,19 +195,18 @@ class LstmSeq(OpDef):
         gate, state = _src(_SRC[node.attrs["gate"]], node), _src(_SRC[node.attrs["state"]], node)
         pre = "(z[{0}j, q] + bl[{0}j])".format
         h, n = node.inputs[4].shape
-        weights, product = _FORWARD_PRODUCT[_packs(n, np_dtype(node.outputs[0].dtype))]
+        dtype = np_dtype(node.outputs[0].dtype)
+        weights, product = _FORWARD_PRODUCT[_packs(n, dtype)]
         source = _FORWARD.format(
             weights=weights, product=product,
             gate_i=gate.format(pre("")), gate_f=gate.format(pre("hs + ")),
             state_g=state.format(pre("2 * hs + ")), gate_o=gate.format(pre("3 * hs + ")),
             state_c=state.format("cc"))
-        d = node.inputs[0].shape[0]
         count = _threads(h, n)
+        hx_shape = (2, h + node.inputs[0].shape[0], _padded(n, dtype))  # [h; x] of k, k + 1
 
         def call(kernel, ins, outs):
-            hx = np.zeros((2, h + d, _padded(n, outs[0].dtype)), outs[0].dtype)  # [h; x] of
-            # steps k and k + 1
-            kernel(*ins, *outs, hx, _sync(count))
+            kernel(*ins, *outs, np.zeros(hx_shape, dtype), _sync(count))
         return Lowering(call, source, count)
 
     def flops(self, node):
@@ -319,7 +320,8 @@ class LstmSeqBackward(OpDef):
         at = node.attrs
         g, s = _src(_SRC_D[at["gate"]], node), _src(_SRC_D[at["state"]], node)
         h, n = node.outputs[1].shape
-        weights, product = _BACKWARD_PRODUCT[_packs(n, np_dtype(node.outputs[0].dtype))]
+        dtype = np_dtype(node.outputs[0].dtype)
+        weights, product = _BACKWARD_PRODUCT[_packs(n, dtype)]
         source = _BACKWARD.format(
             weights=weights, product=product,
             args=", dc" * at["has_dc"] + ", da" * at["has_da"],
@@ -334,15 +336,14 @@ class LstmSeqBackward(OpDef):
             dc0="dc[jj, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]",
             zero=_src("ZERO", node))
         count = _threads(h, n)
-
         d, tn = node.inputs[4].shape
+        gb_shape = (2, 4 * h, _padded(n, dtype))  # dZ of steps k and k - 1
+        # [S's leading T·N columns; X]^T, each part padded to whole registers
+        bt_shape = (tn, _whole(h, dtype) + _whole(d, dtype))
 
         def call(kernel, ins, outs):
-            dtype = outs[0].dtype
-            gb = np.zeros((2, 4 * h, _padded(n, dtype)), dtype)  # dZ of steps k and k - 1
-            # [S's leading T·N columns; X]^T, each part padded to whole registers
-            bt = np.empty((tn, _whole(h, dtype) + _whole(d, dtype)), dtype)
-            kernel(*outs, *ins, gb, bt, _sync(count))
+            kernel(*outs, *ins, np.zeros(gb_shape, dtype), np.empty(bt_shape, dtype),
+                   _sync(count))
         return Lowering(call, source, count)
 
     def flops(self, node):
