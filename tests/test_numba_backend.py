@@ -258,14 +258,16 @@ def test_steps_on_fixed_arrays_are_built_once_and_read_what_the_arrays_hold():
         exe.pin({0: w.T.copy().T})
 
 
-def test_inputs_passed_again_and_again_are_pinned_by_the_executable_itself():
+def test_inputs_passed_again_and_again_are_pinned_by_the_executable_itself(monkeypatch):
     """A custom loop passes the same parameter arrays on every call (adamupdate updates them
     in place): after PIN_AFTER calls the executable pins them and builds their steps once,
     reading what they hold on each call; another array there unpins it; an array not as the
     program wants it (F order) is never pinned; a caller that keeps alternating stops the
-    watching after MAX_REPINS changes. Every call gives the reference's result."""
+    watching after MAX_REPINS changes. Every call gives the reference's result. (Staging,
+    which would prepare these small inputs' steps anyway, is off.)"""
     from lgc.backend.numba import runtime
 
+    monkeypatch.setattr(runtime, "STAGE_MAX_BYTES", 0)
     rng = np.random.default_rng(5)
     w, x = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
     b = Builder(Graph("watched"))
@@ -294,6 +296,37 @@ def test_inputs_passed_again_and_again_are_pinned_by_the_executable_itself():
         for _ in range(runtime.PIN_AFTER + 1):  # pinned, then unpinned by the next array
             call(w2, x)
     assert not exe._watching
+
+
+def test_small_unpinned_inputs_are_staged_so_their_steps_are_prepared(monkeypatch):
+    """A small input that is not pinned (a batch) is copied into a buffer of the executable
+    on every call, so the steps reading it are built once; each call still computes on the
+    array passed (new arrays, another dtype, a strided view). Not staged: an input an output
+    may share memory with (returned as a view, the next call would overwrite it) and one
+    over STAGE_MAX_BYTES."""
+    from lgc.backend.numba import runtime
+
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(4, 3))
+    b = Builder(Graph("staged"))
+    xv, yv = emit_inputs(b, [x, y])
+    b.graph.outputs = [b.emit("matmul", b.emit("tanh", xv), yv),
+                       b.emit("reshape", yv, shape=(12,))]  # a view of y
+    exe = NumbaExecutable(b.graph)
+    assert [k for k, _ in exe._staged] == [0]
+    prepared = {s.node.op.name: c is not None for s, c in exe._bound}
+    assert prepared == {"fused": True, "matmul": False, "reshape": False}  # matmul: y too
+    outs = []
+    for k in range(3):
+        x, y = rng.normal(size=x.shape), rng.normal(size=y.shape)
+        arg = x if k < 2 else np.asfortranarray(x).astype(np.float32)
+        outs.append((exe([arg, y]), run_graph(b.graph, [arg.astype(x.dtype), y])))
+    for got, want in outs:  # results of earlier calls are not overwritten by later ones
+        assert_same(got, want)
+    with pytest.raises(ShapeError, match="input"):
+        exe([x[:2], y])
+    monkeypatch.setattr(runtime, "STAGE_MAX_BYTES", x.nbytes - 1)
+    assert NumbaExecutable(b.graph)._staged == []
 
 
 def test_a_constant_is_written_once_into_a_buffer_no_other_value_takes():

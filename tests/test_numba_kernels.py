@@ -351,18 +351,103 @@ def test_thread_pool_returns_after_every_part_whether_workers_watch_or_sleep(mon
         assert list(out) == [i, i, i]
 
 
-@pytest.mark.parametrize("source", ["_SPIN", "_SPIN_TURNS"])
-def test_the_pools_watch_sees_a_flag_and_gives_up_after_its_bound(source):
-    """Both watches (on the cycle counter, x86; on a count of turns elsewhere) return True
-    once the flag is set and False when their bound runs out first."""
+@pytest.mark.parametrize("x86", [True, False], ids=["cycle-counter", "turns"])
+def test_the_pools_watch_sees_a_flag_and_gives_up_after_its_bound(x86):
+    """Both variants of the watches (on the cycle counter, x86; on a count of turns
+    elsewhere): the caller's returns True once the end is flagged and False when its bound
+    runs out first; a worker's returns a Python call posted, and puts itself to sleep (the
+    state says so) when nothing comes within its bound."""
+    import platform
+
     from lgc.backend.numba import threads
     from lgc.backend.numba.compile import load_kernel
 
-    watch = load_kernel(getattr(threads, source), {"cache": True, "nogil": True})
+    if x86 and platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the cycle counter is read on x86 only")
+    serve, wait_done = (load_kernel(src, {"cache": True, "nogil": True})
+                        for src in threads._watches(x86))
     flags = np.zeros(16, np.int64)
-    assert watch(flags, 8, 10_000) is False
-    flags[8] = 1
-    assert watch(flags, 8, 10_000) is True
+    assert wait_done(flags, 10_000) is False
+    flags[threads.DONE] = 1
+    assert wait_done(flags, 10_000) is True
+    assert serve(flags, 10_000) == threads.ASLEEP and flags[threads.STATE] == threads.ASLEEP
+    flags[threads.STATE] = threads.PYTHON
+    assert serve(flags, 10_000) == threads.PYTHON
+
+
+_PARTS = """def kernel(out, x, m, scale, shift, flag, t, T):
+    if flag and t == 1:
+        raise ValueError("part 1 refused")
+    out[t, 0] = (x[::2].sum() + m[t % m.shape[0], 1]) * scale + shift
+    out[t, 1] = T
+    return 0
+"""
+
+
+def _launchable(source=_PARTS):
+    from lgc.backend.numba import launch
+    from lgc.backend.numba.compile import load_kernel
+
+    kernel = load_kernel(source, {"cache": True, "nogil": True, "error_model": "numpy"})
+    out, x = np.zeros((3, 2), np.float32), np.arange(10.0)
+    m = np.arange(12, dtype=np.float32).reshape(4, 3)[::2]  # a strided 2-D view
+    args = (out, x, m, np.float32(0.5), 2.0, False)
+    kernel(*args, 0, 1)
+    sig = kernel.signatures[0]
+    return kernel, sig, args, launch.trampoline(kernel, sig), launch.pack(sig, args)
+
+
+@pytest.mark.parametrize("linger", [0, None], ids=["workers-sleep", "workers-watch"])
+def test_a_launched_call_runs_every_part_from_the_workers_compiled_loop(monkeypatch, linger):
+    """A prepared call packed into a block and run through a trampoline: every part sees its
+    (t, T) and the arguments as passed (a strided 2-D view, float32 and float64 scalars, a
+    bool), whether the workers are still watching or asleep (woken by the poster); Python
+    calls and launched ones alternate on the same workers."""
+    from lgc.backend.numba import launch, threads
+
+    if linger is not None:
+        monkeypatch.setattr(threads, "LINGER_CYCLES", linger)
+    kernel, sig, args, address, block = _launchable()
+    out, x, m = args[:3]
+    assert launch.trampoline(kernel, sig) == address  # made once per overload
+    for count in (2, 3, 2):
+        out[:] = 0
+        assert threads.launch(address, block.ctypes.data, count) == 0
+        want = [((x[::2].sum() + m[t % 2, 1]) * 0.5 + 2.0, count) for t in range(count)]
+        np.testing.assert_allclose(out[:count], want)
+        seen = []
+        threads.run(lambda t, n: seen.append((t, n)), count)
+        assert sorted(seen) == [(t, count) for t in range(count)]
+
+
+def test_a_launched_part_that_raises_is_reported_and_the_pool_goes_on():
+    """The trampoline returns the kernel's error status instead of losing it; the runtime's
+    prepared call then raises the kernel's own error (from a run through Python)."""
+    from lgc.backend.numba import launch, runtime, threads
+
+    kernel, sig, args, address, _ = _launchable()
+    failing = launch.pack(sig, (*args[:5], True))
+    assert threads.launch(address, failing.ctypes.data, 2) != 0
+    assert threads.launch(address, launch.pack(sig, args).ctypes.data, 2) == 0
+    fc = runtime.FastCall(kernel)
+    call = runtime.Threaded(fc, 2).bind((*args[:5], True))
+    fc(*args, 0, 1)  # the entry point and signature known
+    call.block, call.address = failing, address  # as prepared after a first call
+    with pytest.raises(ValueError, match="part 1 refused"):
+        call()
+
+
+def test_only_arrays_and_numbers_are_packed_for_a_trampoline():
+    from numba import types
+
+    from lgc.backend.numba import launch
+
+    _, sig, args, _, block = _launchable()
+    assert launch.packable(sig)
+    assert block.size == sum(5 + 2 * a.ndim for a in args[:3]) + 3
+    assert not launch.packable((types.UniTuple(types.float64, 2), types.int64, types.int64))
+    with pytest.raises(TypeError, match="expected"):
+        launch.pack(sig, (args[1], *args[1:]))  # a 1-D array where a 2-D one goes
 
 
 def test_split_loop_parts_for_threads_and_a_plain_range_serial():

@@ -14,7 +14,9 @@ compile.py), and templates name them through `expr_cpu` (ops/elementwise.py).
 `panel_gemm` multiplies by a left operand packed once (an LSTM's weights, once per step) with
 a register-blocked kernel written in LLVM IR. `step_barrier` lets the threads of one kernel
 call (lgc's pool runs it once per thread) wait for each other between the steps of a
-recurrence, on atomic loads and stores that LLVM keeps inside the loop.
+recurrence, on atomic loads and stores that LLVM keeps inside the loop. `call_trampoline` and
+`compare_swap` are the pool's (threads.py): a call through an address, and the atomic that
+puts a worker to sleep or hands it a call.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["cycles", "fast_exp", "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "pack_row",
-           "panel_gemm", "panel_gemm_add", "panel_width", "step_barrier", "PANEL_ROWS", "VERSION"]
+__all__ = ["call_trampoline", "compare_swap", "cycles", "fast_exp", "fast_sigmoid", "fast_tanh",
+           "gemm", "load_acquire", "pack_row", "panel_gemm", "panel_gemm_add", "panel_width",
+           "sched_yield", "step_barrier", "store_release", "PANEL_ROWS", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -425,6 +428,40 @@ def sched_yield(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+@intrinsic
+def call_trampoline(typingctx, address, block, t, count):
+    """status = trampoline(block, t, count) for the trampoline at `address` (integers)."""
+    if not all(isinstance(x, types.Integer) for x in (address, block, t, count)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(8).as_pointer(), i64, i64])
+        vals = [context.cast(builder, v, ty, types.int64) for v, ty in zip(args, signature.args)]
+        fn = builder.inttoptr(vals[0], fnty.as_pointer())
+        res = builder.call(fn, [builder.inttoptr(vals[1], ir.IntType(8).as_pointer()),
+                                vals[2], vals[3]])
+        return builder.sext(res, i64)
+
+    return types.int64(address, block, t, count), codegen
+
+
+@intrinsic
+def compare_swap(typingctx, arr, i, expected, new):
+    """Atomically: if arr[i] == expected, arr[i] = new; returns whether it did (arr: int64)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(arr)(context, builder, value=args[0]).data
+        old, new_v = (context.cast(builder, v, ty, types.int64)
+                      for v, ty in zip(args[2:], signature.args[2:]))
+        res = builder.cmpxchg(builder.gep(data, [args[1]]), old, new_v, "acq_rel", "acquire")
+        return builder.extract_value(res, 1)
+
+    return types.boolean(arr, i, expected, new), codegen
 
 
 SYNC_STRIDE = 16  # int64 slots between two threads' counters: one cache line each

@@ -32,12 +32,13 @@ from ...ops.base import kernel_threads, serial_kernels
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
 from ..plan import plan_buffers, workspace_bytes
-from . import blas, codegen, threads
+from . import blas, codegen, launch, threads
 from .compile import STATS, calls_blas, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
 PIN_AFTER = 2  # calls with the same array in an input before the executable pins it
 MAX_REPINS = 8  # changes of the pinned set before it stays as it is
+STAGE_MAX_BYTES = 1 << 20  # unpinned inputs up to this size are copied into buffers (`_stage`)
 
 
 _DRY_RUN = threading.local()  # .record: this thread's dry-run recorder (prebuild.py), if any
@@ -49,11 +50,11 @@ class FastCall:
     passes the same array types: inputs are converted to the graph's dtype and C order, and
     the views a step builds never change kind."""
 
-    __slots__ = ("fn", "entry")
+    __slots__ = ("fn", "entry", "sig")
 
     def __init__(self, fn):
         self.fn = fn
-        self.entry = None
+        self.entry = self.sig = None
 
     def __call__(self, *args):
         if self.entry is not None:
@@ -65,9 +66,10 @@ class FastCall:
         result = self.fn(*args)
         import numba
 
-        compiled = self.fn.overloads.get(tuple(numba.typeof(a) for a in args))
+        sig = tuple(numba.typeof(a) for a in args)
+        compiled = self.fn.overloads.get(sig)
         if compiled is not None:
-            self.entry = compiled.entry_point
+            self.entry, self.sig = compiled.entry_point, sig
         return result
 
     def bind(self, args) -> Callable[[], object]:
@@ -88,6 +90,54 @@ class Serial:
 
     def bind(self, args) -> Callable[[], object]:
         return self.fc.bind((*args, 0, 1))
+
+
+class Threaded:
+    """A kernel taking (t, T) last, run in `count` threads by the pool (threads.py): through
+    Python for a call built anew, through a trampoline for a prepared one (`bind`)."""
+
+    __slots__ = ("fc", "count")
+
+    def __init__(self, fc: FastCall, count: int):
+        self.fc, self.count = fc, count
+
+    def __call__(self, *args):
+        if getattr(_DRY_RUN, "record", None) is not None:
+            self.fc(*args, 0, self.count)  # a dry run notes the types in this thread only
+        else:
+            threads.run(self.fc, self.count, *args)
+
+    def bind(self, args) -> Callable[[], object]:
+        return Launch(self, args)
+
+
+class Launch:
+    """A prepared call of a threaded kernel: the first call runs through Python (compiling
+    the kernel); from then on its arguments are packed once into a block that the workers'
+    compiled loop hands to a trampoline (launch.py), never taking the GIL."""
+
+    __slots__ = ("threaded", "args", "block", "address")
+
+    def __init__(self, threaded: Threaded, args):
+        self.threaded, self.args = threaded, tuple(args)
+        self.block, self.address = None, 0
+
+    def __call__(self):
+        if self.address:
+            if threads.launch(self.address, self.block.ctypes.data, self.threaded.count):
+                self.threaded(*self.args)  # raises the kernel's own error
+                raise RuntimeError("a kernel failed in a thread of the pool")
+            return
+        self.threaded(*self.args)
+        if self.block is None:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        fc = self.threaded.fc
+        self.block = np.zeros(0, np.int64)  # tried: a kernel that cannot launch keeps Python
+        if fc.sig is not None and launch.packable(fc.sig):
+            self.block = launch.pack(fc.sig, self.args)
+            self.address = launch.trampoline(fc.fn, fc.sig)
 
 
 def _bind(fn, args) -> Callable[[], object]:
@@ -153,6 +203,15 @@ def _views(arrays: list, of: list) -> bool:
     this call, which a later call would not see)."""
     return all(any(a is b or (isinstance(b, np.ndarray) and np.may_share_memory(a, b))
                    for b in of) for a in arrays)
+
+
+def _fixed_args(args, again, of: list) -> bool:
+    """Whether a step's arguments `args` are the same arrays on every call: views of the
+    step's fixed values `of`, or arrays of its lowering's own (scratch, tables), which a
+    second build of the arguments (`again`) returns again as the same objects (a copy made
+    per call would be a new one)."""
+    own = [a for a in _arrays(args) if not _views([a], of)]
+    return not own or all(any(a is b for b in _arrays(again)) for a in own)
 
 
 def _pkq(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[list[int] | None, int, int, int]:
@@ -377,14 +436,7 @@ class NumbaExecutable:
         if count <= 1:  # the common case, kept off the pool's path
             return Serial(fn)
         self._threaded = True
-        parts = threads.bind(fn, count)
-
-        def call(*args):
-            if getattr(_DRY_RUN, "record", None) is not None:
-                fn(*args, 0, count)  # a dry run notes the types in this thread, runs nothing
-            else:
-                parts(*args)
-        return call
+        return Threaded(fn, count)
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
@@ -521,6 +573,7 @@ class NumbaExecutable:
             self._prebind()
 
     _template: list = []  # the value list every call starts from (`_prebind`)
+    _staged: list = []  # (input, its buffer) of the inputs copied in on every call (`_stage`)
 
     def _prebind(self) -> None:
         """Build once what every call would build again. A value is fixed when its array is
@@ -532,6 +585,10 @@ class NumbaExecutable:
         env: list = [None] * len(self._index)
         fixed: set[int] = set()
         for k, a in self._pinned.items():
+            env[k] = a
+            fixed.add(k)
+        self._staged = self._stage()
+        for k, a in self._staged:
             env[k] = a
             fixed.add(k)
         plan: list[tuple[Step, Callable | None]] = []
@@ -559,7 +616,8 @@ class NumbaExecutable:
                     continue
                 fixed.add(i)
             args = step.args(env) if ready and all(i in fixed for i in step.outs) else None
-            if args is None or not _views(_arrays(args), [env[i] for i in step.ins + step.outs]):
+            if args is None or not _fixed_args(args, step.args(env),
+                                               [env[i] for i in step.ins + step.outs]):
                 plan.append((step, None))
                 continue
             call = _bind(step.fn, args)
@@ -568,7 +626,25 @@ class NumbaExecutable:
             else:
                 plan.append((step, call))
         self._template, self._bound = env, plan
-        self._unpinned = [k for k in range(len(self.optimized.inputs)) if k not in self._pinned]
+        staged = {k for k, _ in self._staged}
+        self._unpinned = [k for k in range(len(self.optimized.inputs))
+                          if k not in self._pinned and k not in staged]
+
+    def _stage(self) -> list[tuple[int, np.ndarray]]:
+        """A buffer of its own for each small input that is not pinned (a batch): every call
+        copies the input into it, so the steps that read it are built once too. Not for an
+        input an output may share memory with (the next call would overwrite that output),
+        one written in place (`donate`), or one over STAGE_MAX_BYTES (the copy would cost more
+        than the prepared calls save)."""
+        donated = set(self._donated.values())
+        staged = []
+        for k, v in enumerate(self.optimized.inputs):
+            dtype, shape = self._input_types[k]
+            if (k in self._pinned or k in donated or v in self._fresh
+                    or v.type.size * dtype.itemsize > STAGE_MAX_BYTES):
+                continue
+            staged.append((k, np.empty(shape, dtype)))
+        return staged
 
     def _done_here(self, step: Step, env: list) -> bool:
         """Run a view step on fixed values now; False (and nothing kept) when an output is
@@ -653,6 +729,12 @@ class NumbaExecutable:
                     and a.flags.c_contiguous):
                 a = host_input(g, k, a)
             env[k] = a
+        if not general:
+            for k, buf in self._staged:  # already in env (the template)
+                a = inputs[k]
+                if not (type(a) is np.ndarray and a.shape == buf.shape):
+                    a = host_input(g, k, a)
+                np.copyto(buf, a)
         limit = self._threaded and blas.set_threads(1)
         try:
             if general:

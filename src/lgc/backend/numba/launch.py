@@ -1,0 +1,121 @@
+"""Kernel calls handed to the pool's threads without Python: a prepared call's arguments packed
+once into a block of memory, and a trampoline that unpacks them and calls the kernel's
+compiled code, so a worker thread runs its part of a call straight from its compiled wait
+loop (threads.py, `serve`) and never takes the GIL.
+
+Why: a worker that runs a Python call must take the GIL, which the caller holds while it posts
+the call; the worker then sleeps until the caller's own part releases it, and waking a sleeping
+thread costs 20-60 us on a VM, every call. Through a trampoline, a call on two threads costs
+a few microseconds more than on one.
+
+The trampoline (`i32 tramp(i8* block, i64 t, i64 T)`, LLVM IR built with llvmlite and compiled
+by Numba's JIT, a few milliseconds) loads each argument from the block (arrays as Numba's array
+structs: meminfo and parent null, size, itemsize, data, shape, strides), calls the kernel's
+compiled function by address with Numba's calling convention, and returns 1 when the kernel
+raised. Only kernels whose arguments are arrays and numbers take this path; the others keep
+the Python one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+
+_WORD = 8
+_COUNTER = itertools.count()
+
+
+def _words(ty) -> int | None:
+    """Words of the block one argument of Numba type `ty` takes; None: not packable."""
+    if isinstance(ty, types.Array):
+        return 5 + 2 * ty.ndim
+    if isinstance(ty, (types.Integer, types.Float, types.Boolean)):
+        return 1
+    return None
+
+
+def packable(sig) -> bool:
+    """Whether a kernel signature (its arguments, (t, T) last) can go through a trampoline."""
+    return all(_words(ty) is not None for ty in sig[:-2]) and all(
+        isinstance(ty, types.Integer) for ty in sig[-2:])
+
+
+def pack(sig, args) -> np.ndarray:
+    """The block of `args` (the arguments before (t, T)) for a trampoline of `sig`. The caller
+    keeps the arrays alive as long as the block is used."""
+    words: list[int] = []
+    for ty, a in zip(sig, args):
+        if isinstance(ty, types.Array):
+            if not (isinstance(a, np.ndarray) and a.ndim == ty.ndim):
+                raise TypeError(f"launch.pack: {ty} expected, got {type(a).__name__}")
+            words += [0, 0, a.size, a.itemsize, a.ctypes.data, *a.shape, *a.strides]
+        elif isinstance(ty, types.Float):
+            fmt = "<f" if ty.bitwidth == 32 else "<d"
+            raw = struct.pack(fmt, float(a)).ljust(_WORD, b"\0")
+            words.append(struct.unpack("<q", raw)[0])
+        else:
+            words.append(int(a))
+    return np.array(words, np.int64)
+
+
+def trampoline(dispatcher, sig) -> int:
+    """The address of a trampoline calling `dispatcher`'s compiled overload for `sig` (made
+    once per overload)."""
+    import llvmlite.binding as llvm
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    key = (id(dispatcher), tuple(sig))
+    address = _MADE.get(key)
+    if address is None:
+        with global_compiler_lock:
+            address = _trampoline(dispatcher, sig, llvm, cpu_target.target_context)
+        _MADE[key] = address
+    return address
+
+
+_MADE: dict[tuple, int] = {}
+
+
+def _trampoline(dispatcher, sig, llvm, ctx) -> int:
+
+    cres = dispatcher.overloads[tuple(sig)]
+    fndesc = cres.fndesc
+    target = cres.library.get_pointer_to_function(fndesc.llvm_func_name)
+    if not target:
+        raise RuntimeError(f"launch: no address for {fndesc.llvm_func_name}")
+    alias = f"lgc_launch_target_{next(_COUNTER)}"
+    llvm.add_symbol(alias, target)
+
+    codegen = ctx.codegen()
+    library = codegen.create_library(f"lgc_trampoline_{alias}")
+    module = library.create_ir_module(alias)
+    i8p, i64 = ir.IntType(8).as_pointer(), ir.IntType(64)
+    fn = ir.Function(module, ir.FunctionType(ir.IntType(32), [i8p, i64, i64]), f"{alias}_tramp")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    block, t, count = fn.args
+    argtys = list(fndesc.argtypes)
+    values, offset = [], 0
+    for ty in argtys[:-2]:
+        llty = ctx.get_value_type(ty)
+        ptr = builder.bitcast(builder.gep(block, [i64(offset * _WORD)]), llty.as_pointer())
+        values.append(builder.load(ptr, align=_WORD))
+        offset += _words(ty)
+    values += [ctx.cast(builder, v, types.int64, ty) for v, ty in zip((t, count), argtys[-2:])]
+    callee = ir.Function(module, ctx.call_conv.get_function_type(fndesc.restype, argtys), alias)
+    status, _ = ctx.call_conv.call_function(builder, callee, fndesc.restype, argtys, values)
+    builder.ret(builder.zext(status.is_error, ir.IntType(32)))
+    library.add_ir_module(module)
+    library.finalize()
+    _KEEP.append(library)
+    return library.get_pointer_to_function(fn.name)
+
+
+_KEEP: list = []  # the trampolines' code stays for the process
+
+
+__all__ = ["pack", "packable", "trampoline"]
