@@ -287,28 +287,46 @@ def test_conv_kernels_bind_blas_without_importing_scipy_linalg():
     assert run.returncode == 0, run.stderr[-2000:]
 
 
-def test_threads_go_to_blas_or_to_the_kernels_whichever_has_the_work():
-    """BLAS's threads spin between calls: a program gives the cores to one side. Matmul-heavy
-    programs keep BLAS threaded and run every kernel on one thread; conv-heavy ones run big
-    kernels on lgc's pool (BLAS single-threaded during the call)."""
-    def program(*ops):
+def test_kernels_get_the_threads_and_small_calls_through_python_run_on_one():
+    """Every program gives the cores to its kernels (BLAS single-threaded during a call):
+    a matmul-only program splits its big product between them too. A threaded kernel with
+    little work (under PYTHON_CALL_MIN_ELEMENTS) runs as part (0, 1) when its call is not
+    prepared (a wake-up through Python would cost more than the work); prepared, or with
+    more work, it runs in parts."""
+    from lgc.backend.numba import runtime
+    from lgc.ops.base import PARALLEL_MIN_ELEMENTS, PYTHON_CALL_MIN_ELEMENTS
+
+    b = Builder(Graph("p"))
+    x = b.input(TensorType("f32", (512, 512)), "x")
+    b.graph.outputs = [b.emit("matmul", x, x)]
+    exe = NumbaExecutable(b.graph)
+    assert exe.stats["threads"] == "kernels"
+    (step,) = exe._steps
+    assert isinstance(step.fn, runtime.Threaded) and not step.fn.small
+
+    def program(size):
         b = Builder(Graph("p"))
-        x = b.input(TensorType("f32", (512, 512)), "x")
-        big = b.input(TensorType("f32", (32, 32, 16, 64)), "big")
-        w = b.input(TensorType("f32", (3, 3, 16, 16, 1)), "w")
-        outs = []
-        if "matmul" in ops:
-            outs.append(b.emit("matmul", x, x))
-        if "conv" in ops:
-            outs.append(b.emit("conv", big, w, stride=(1, 1), dilation=(1, 1),
-                               padding=((1, 1), (1, 1))))
-        outs.append(b.emit("exp", big))  # a kernel big enough for threads
-        b.graph.outputs = outs
+        v = b.input(TensorType("f32", (size,)), "v")
+        b.graph.outputs = [b.emit("exp", v)]
         return NumbaExecutable(b.graph)
 
-    assert program("matmul").stats["threads"] == "blas"
-    assert program("matmul", "conv").stats["threads"] == "kernels"
-    assert program().stats["threads"] == "kernels"
+    small, big = program(PARALLEL_MIN_ELEMENTS), program(PYTHON_CALL_MIN_ELEMENTS)
+    assert small._steps[0].fn.small and not big._steps[0].fn.small
+    seen = []
+    fc = lambda *args: seen.append(args[-2:])  # noqa: E731
+    runtime.Threaded(fc, 2, small=True)("a")
+    assert seen == [(0, 1)]
+    seen.clear()
+    runtime.Threaded(fc, 2)("a")
+    assert sorted(seen) == [(0, 2), (1, 2)]
+    kernel, _, args, _, _ = _launchable()
+    call = runtime.Threaded(runtime.FastCall(kernel), 2, small=True).bind(args)
+    out = args[0]
+    for _ in range(3):  # prepared, a small kernel runs on its threads all the same
+        out[:] = 0
+        call()
+        assert list(out[:2, 1]) == [2, 2]  # parts 0 and 1 of 2
+        assert call.address  # launched from the second call on
 
 
 def test_thread_pool_runs_every_part_and_raises_a_workers_error():
@@ -352,27 +370,27 @@ def test_thread_pool_returns_after_every_part_whether_workers_watch_or_sleep(mon
 
 
 @pytest.mark.parametrize("x86", [True, False], ids=["cycle-counter", "turns"])
-def test_the_pools_watch_sees_a_flag_and_gives_up_after_its_bound(x86):
-    """Both variants of the watches (on the cycle counter, x86; on a count of turns
-    elsewhere): the caller's returns True once the end is flagged and False when its bound
-    runs out first; a worker's returns a Python call posted, and puts itself to sleep (the
-    state says so) when nothing comes within its bound."""
+def test_the_pools_watches_see_a_flag_and_give_up_after_their_bound(x86):
+    """Both variants of the pool's compiled side (deadlines on the cycle counter, x86; on a
+    count of turns elsewhere): the caller's watch for a worker's end returns 1 once the end
+    is flagged and 0 when its bound runs out first; a worker's returns a Python call
+    posted, and puts itself to sleep (the state says so) when nothing comes within its bound."""
     import platform
 
-    from lgc.backend.numba import threads
+    from lgc.backend.numba import threads as th
     from lgc.backend.numba.compile import load_kernel
 
     if x86 and platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("the cycle counter is read on x86 only")
-    serve, wait_done = (load_kernel(src, {"cache": True, "nogil": True})
-                        for src in threads._watches(x86))
-    flags = np.zeros(16, np.int64)
-    assert wait_done(flags, 10_000) is False
-    flags[threads.DONE] = 1
-    assert wait_done(flags, 10_000) is True
-    assert serve(flags, 10_000) == threads.ASLEEP and flags[threads.STATE] == threads.ASLEEP
-    flags[threads.STATE] = threads.PYTHON
-    assert serve(flags, 10_000) == threads.PYTHON
+    pool = load_kernel(th._pool_source(x86), {"cache": True, "nogil": True})
+    flags = np.zeros((1, 16), np.int64)
+    assert pool(flags, 0, th.WAIT, 0, 0, 0, 10_000, 0) == 0
+    flags[0, th.DONE] = 1
+    assert pool(flags, 0, th.WAIT, 0, 0, 0, 10_000, 0) == 1
+    assert pool(flags, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.ASLEEP
+    assert flags[0, th.STATE] == th.ASLEEP
+    flags[0, th.STATE] = th.PYTHON
+    assert pool(flags, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.PYTHON
 
 
 _PARTS = """def kernel(out, x, m, scale, shift, flag, t, T):
@@ -415,8 +433,8 @@ def test_a_launched_call_runs_every_part_from_the_workers_compiled_loop(monkeypa
         assert threads.launch(address, block.ctypes.data, count) == 0
         want = [((x[::2].sum() + m[t % 2, 1]) * 0.5 + 2.0, count) for t in range(count)]
         np.testing.assert_allclose(out[:count], want)
-        seen = []
-        threads.run(lambda t, n: seen.append((t, n)), count)
+        seen: list = []
+        threads.run(lambda t, n, seen=seen: seen.append((t, n)), count)
         assert sorted(seen) == [(t, count) for t in range(count)]
 
 
@@ -694,13 +712,10 @@ def test_lstm_kernels_split_big_recurrences_between_threads():
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("shape", [(101, 600, 160), (40, 800, 301)], ids=["rows", "columns"])
-def test_matmul_split_between_kernel_threads_matches_reference(monkeypatch, transposed, shape):
-    """In a program whose kernels have the threads, a big matmul runs as one single-threaded
+def test_matmul_split_between_kernel_threads_matches_reference(transposed, shape):
+    """A big matmul runs as one single-threaded
     GEMM per block of rows of the output (101 rows: blocks of 50 and 51), or of columns when
     it is wider than tall (301 columns); x and y may be transposed views (no copies)."""
-    from lgc.backend.numba import blas
-
-    monkeypatch.setattr(blas, "matmul_bound", lambda g: False)
     m, k, n = shape
     x, y = RNG.normal(size=(m, k)), RNG.normal(size=(k, n))
     b = Builder(Graph("rows"))
@@ -766,22 +781,3 @@ def test_step_barrier_raises_when_a_partner_never_arrives():
     sync = np.zeros(2 * SYNC_STRIDE, np.int64)
     sync[SYNC_STRIDE] = 1  # the partner has finished step 1 already
     assert alone(sync) == 0
-
-
-def test_a_recurrence_gives_the_threads_to_its_kernels():
-    """An LSTM's per-step products run inside its kernel, one single-threaded GEMM per
-    thread, so they count as kernel work: the LSTM train step's program (recurrence plus its
-    big weight-gradient product) gives its threads to the kernels, not to BLAS, whose idle
-    threads would spin beside them (measured: each recurrence kernel 1.3 -> 4.2 ms)."""
-    from lgc.backend.numba import blas
-
-    h, n, t, d = 128, 32, 32, 32
-    b = Builder(Graph("lstm"))
-    x = b.input(TensorType("f32", (d, t * n)), "x")
-    w, r = b.input(TensorType("f32", (4 * h, d)), "w"), b.input(TensorType("f32", (4 * h, h)), "r")
-    bias = b.input(TensorType("f32", (4 * h, 1)), "b")
-    h0 = b.input(TensorType("f32", (h, n)), "h0")
-    s, _, a = b.emit_node("lstm_seq", x, w, r, bias, h0, h0).outputs
-    st = b.input(TensorType("f32", (t * n, h)), "st")  # the states, as the dR product reads them
-    b.graph.outputs = [s, b.emit("matmul", a, st)]
-    assert not blas.matmul_bound(b.graph)

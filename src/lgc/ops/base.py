@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -71,6 +70,10 @@ class Lowering:
     # the `kernel` handed to `call` runs it on n threads at once
     threads: int | None = None
     args: Callable[[list[np.ndarray], list[np.ndarray]], list] | None = None
+    # the elements of work behind `threads` when the kernel may also run as its part (0, 1)
+    # (a loop split by `split_loop`): a call that is not prepared then runs on one thread
+    # below PYTHON_CALL_MIN_ELEMENTS; 0: always on `threads`
+    work: int = 0
 
     def __post_init__(self):
         if self.call is None:
@@ -84,17 +87,21 @@ class Lowering:
         """A lowering whose template loops `for ... in LOOP(n):` over `size` elements of
         work, on as many threads as that pays for."""
         threads = kernel_threads(size)
-        return cls(call, split_loop(template, threads), threads, args)
+        return cls(call, split_loop(template, threads), threads, args, size)
 
 
-PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, thread start-up costs more than it saves
-_SERIAL = [False]  # True while a backend builds a program whose BLAS calls get the threads
+# Below this, a kernel runs on one thread: a prepared call on two threads costs ~3 us more
+# than on one (backend/numba/launch.py), a kernel's 32k elements take ~10 us
+PARALLEL_MIN_ELEMENTS = 1 << 15
+# A call that is not prepared goes through Python, whose wake-up of the workers costs 20-60 us:
+# such a call of a kernel with less work than this runs on one thread (Lowering.work)
+PYTHON_CALL_MIN_ELEMENTS = 1 << 18
 
 
 def kernel_threads(size: int) -> int:
-    """How many threads a kernel over `size` elements runs on: one below PARALLEL_MIN_ELEMENTS
-    or while BLAS has the threads (`serial_kernels`), else Numba's thread count."""
-    if size < PARALLEL_MIN_ELEMENTS or _SERIAL[0]:
+    """How many threads a kernel over `size` elements runs on: one below
+    PARALLEL_MIN_ELEMENTS, else Numba's thread count."""
+    if size < PARALLEL_MIN_ELEMENTS:
         return 1
     import numba
 
@@ -116,16 +123,6 @@ def split_loop(source: str, threads: int, unsigned: bool = False) -> str:
         part = r"range(t * \1 // T, (t + 1) * \1 // T)"
     source = re.sub(r"LOOP\(([^()]*)\)", part, source)
     return re.sub(r"^def kernel\((.*)\):", r"def kernel(\1, t, T):", source, count=1)
-
-
-@contextmanager
-def serial_kernels(on: bool = True):
-    """Within: every kernel lowered uses serial loops (see `loop_for`)."""
-    before, _SERIAL[0] = _SERIAL[0], on
-    try:
-        yield
-    finally:
-        _SERIAL[0] = before
 
 
 def pkq(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, int, int]:
@@ -185,15 +182,8 @@ class OpDef:
         """How the Numba backend runs this op when it is not fused: None runs `ref`."""
         return None
 
-    def flops(self, node: Node) -> int:
-        """Arithmetic beyond touching each element once (the GEMMs of a convolution), so a
-        backend can weigh where a program's work is."""
-        return 0
-
     def blas_flops(self, node: Node) -> int:
-        """The flops of the BLAS calls this op makes on BLAS's own threads (a matmul), as
-        opposed to `flops` done on the kernels' threads (the GEMMs inside a convolution's or
-        a recurrence's kernel)."""
+        """The flops of the product this op computes through BLAS (a matmul)."""
         return 0
 
     def simplify(self, node: Node, b: Builder) -> list[Value] | None:

@@ -198,10 +198,6 @@ class Conv(_ConvOp):
                     **geom)
         return [_like(b, gx, x), _like(b, gw, w)]
 
-    def flops(self, node):
-        x, w = node.inputs
-        return 2 * node.out.type.size * int(np.prod(w.shape[:-2]))
-
     def lower_numba(self, node):
         from .conv_kernels import _lower_conv
 
@@ -272,10 +268,6 @@ class ConvBackwardInput(_ConvOp):
                      **geom)
         return [_like(b, g_gy, gy), _like(b, g_w, w)]
 
-    def flops(self, node):
-        gy, w = node.inputs
-        return 2 * gy.type.size * int(np.prod(w.shape[:-2]))
-
     def lower_numba(self, node):
         from .conv_kernels import _lower_conv_backward_input
 
@@ -344,10 +336,6 @@ class ConvBackwardWeights(_ConvOp):
         g_x = b.emit("conv_backward_input", gy, ct, in_size=x.shape[:d], **geom)
         g_gy = b.emit("conv", x, ct, **geom)
         return [_like(b, g_x, x), _like(b, g_gy, gy)]
-
-    def flops(self, node):
-        gy, dw = node.inputs[1], node.out
-        return 2 * gy.type.size * int(np.prod(dw.shape[:-2]))
 
     def lower_numba(self, node):
         from .conv_kernels import _lower_conv_backward_weights

@@ -51,8 +51,8 @@ class Matmul(OpDef):
         def args(ins, outs):
             return [blasable(ins[0]), blasable(ins[1]), outs[0]]
         m = max(node.out.shape)
-        # in a program whose kernels have the threads (BLAS single-threaded), a big product
-        # is split by rows (or columns) between them, one single-threaded GEMM each
+        # the kernels have the threads (BLAS single-threaded during a call): a big product is
+        # split by rows (or columns) between them, one single-threaded GEMM each
         count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), m)
         if count > 1:
             return Lowering(source=_MATMUL_ROWS, threads=count, args=args)
@@ -82,6 +82,7 @@ _MATMUL_ROWS = """def kernel(x, y, z, t, T):
     return 0
 """
 # GEMM flops per elementwise-kernel element when asking `kernel_threads`: a product is split
-# from 2^24 flops (~0.2 ms on one thread), where the pool's wake-up (~50 us) is paid back and a
-# cold start's extra kernel (an np.dot kernel compiles in ~0.6 s) buys something
-GEMM_FLOPS_PER_ELEMENT = 64
+# from 2^24 flops (~0.2 ms on one thread). Not from less: a split product is another kernel
+# (gemm on blocks, one overload per operand layout), whose compile costs seconds (LeNet's
+# 6 MFLOP products split: its cold start +0.6 s), and a call not prepared pays a wake-up
+GEMM_FLOPS_PER_ELEMENT = 512

@@ -209,11 +209,6 @@ class LstmSeq(OpDef):
             kernel(*ins, *outs, np.zeros(hx_shape, dtype), _sync(count))
         return Lowering(call, source, count)
 
-    def flops(self, node):
-        # the per-step products run inside the kernel, on its threads (not BLAS's)
-        (d, tn), r = node.inputs[0].shape, node.inputs[2].shape
-        return 2 * tn * r[0] * (r[1] + d)
-
     def samples(self, rng):
         def case(t, n, h, state, gate, scale=0.6, d=2):
             return Sample([rng.normal(size=(d, t * n)), rng.normal(size=(4 * h, d)) * scale,
@@ -345,11 +340,6 @@ class LstmSeqBackward(OpDef):
             kernel(*outs, *ins, np.zeros(gb_shape, dtype), np.empty(bt_shape, dtype),
                    _sync(count))
         return Lowering(call, source, count)
-
-    def flops(self, node):
-        # the per-step products, then the weight gradients' (4H, T·N) by (T·N, H + D)
-        (four_h, tn), h, d = node.inputs[0].shape, node.inputs[2].shape[1], node.inputs[4].shape[0]
-        return 2 * tn * four_h * (h + h + d)
 
     def samples(self, rng):
         out, fwd = [], LstmSeq()

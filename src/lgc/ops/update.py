@@ -88,7 +88,7 @@ class _Update(OpDef):
             copy = any(o is not a for o, a in zip(outs, [ins[0], *ins[2:n]]))
             return [*ins[:n], *outs, *(np.asarray(h, np.float64).reshape(1) for h in ins[n:]),
                     copy]
-        return Lowering(source=src, threads=threads, args=args)
+        return Lowering(source=src, threads=threads, args=args, work=size)
 
     def samples(self, rng):
         n = 7

@@ -1,19 +1,18 @@
-"""The BLAS libraries next to the kernels: who gets the threads, their thread count during a
-program, and the SciPy BLAS that kernels with in-kernel GEMMs (np.dot) call through Numba.
+"""The BLAS libraries next to the kernels: their thread count during a program, and the SciPy
+BLAS that kernels with in-kernel GEMMs (np.dot) call through Numba.
 
 BLAS's threads spin-wait between calls, and so would any other pool's: two pools on the same
 cores fight (measured: LeNet 16 ms -> 7 ms once BLAS ran single-threaded during the program).
-A program therefore gives its threads either to BLAS or to its kernels (`matmul_bound`); in
-the second case the runtime sets BLAS to one thread for the length of a call (`set_threads`).
+A program whose kernels run on lgc's pool therefore sets BLAS to one thread for the length of a
+call (`set_threads`), and splits a big product between its own threads (ops/linalg.py). (Until
+prepared calls were launched without Python, an MLP's program left the threads to BLAS
+instead: waking the pool through Python cost more than BLAS's own threads.)
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-from ...ir.core import Graph
-from ...ops.base import PARALLEL_MIN_ELEMENTS
 
 _BLAS: list = []  # the BLAS libraries' threadpoolctl controllers, found once (None: the end)
 _BLAS_SEES_SCIPY = [False]  # whether SciPy's BLAS was loaded when they were found
@@ -63,25 +62,3 @@ def set_threads(n: int) -> int:
             previous = lc.num_threads
             lc.set_num_threads(n)
     return previous
-
-
-# rough costs per unit, for one decision only: a BLAS flop, an element a kernel touches, a
-# flop of a GEMM inside a (conv) kernel
-_NS_PER = {"blas flop": 0.01, "element": 0.5, "kernel flop": 0.01}
-
-
-def matmul_bound(g: Graph) -> bool:
-    """True when BLAS calls outweigh the work parallel kernels would do (an MLP), so BLAS
-    gets the threads and the kernels run serial. A recurrence's per-step products count as
-    kernel work: they run inside its kernel, one single-threaded GEMM per thread."""
-    blas = kernels = 0.0
-    for n in g.nodes:
-        gemm = n.op.blas_flops(n)
-        if gemm:
-            blas += gemm * _NS_PER["blas flop"]
-            continue
-        size = max((o.type.size for o in n.outputs), default=0)
-        if size >= PARALLEL_MIN_ELEMENTS:
-            kernels += size * _NS_PER["element"]
-        kernels += n.op.flops(n) * _NS_PER["kernel flop"]
-    return blas > kernels

@@ -28,7 +28,7 @@ import numpy as np
 from ...errors import CompileError, LgcError, ShapeError
 from ...ir.core import Graph, Node, Value
 from ...ir.types import np_dtype
-from ...ops.base import kernel_threads, serial_kernels
+from ...ops.base import PYTHON_CALL_MIN_ELEMENTS, kernel_threads
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
 from ..plan import plan_buffers, workspace_bytes
@@ -96,14 +96,18 @@ class Threaded:
     """A kernel taking (t, T) last, run in `count` threads by the pool (threads.py): through
     Python for a call built anew, through a trampoline for a prepared one (`bind`)."""
 
-    __slots__ = ("fc", "count")
+    __slots__ = ("fc", "count", "small")
 
-    def __init__(self, fc: FastCall, count: int):
-        self.fc, self.count = fc, count
+    def __init__(self, fc: FastCall, count: int, small: bool = False):
+        # small: too little work to pay for a wake-up through Python; such a call that is not
+        # prepared runs as part (0, 1), the whole loop on one thread
+        self.fc, self.count, self.small = fc, count, small
 
     def __call__(self, *args):
         if getattr(_DRY_RUN, "record", None) is not None:
             self.fc(*args, 0, self.count)  # a dry run notes the types in this thread only
+        elif self.small:
+            self.fc(*args, 0, 1)
         else:
             threads.run(self.fc, self.count, *args)
 
@@ -123,12 +127,13 @@ class Launch:
         self.block, self.address = None, 0
 
     def __call__(self):
+        threaded = self.threaded
         if self.address:
-            if threads.launch(self.address, self.block.ctypes.data, self.threaded.count):
-                self.threaded(*self.args)  # raises the kernel's own error
+            if threads.launch(self.address, self.block.ctypes.data, threaded.count):
+                threads.run(threaded.fc, threaded.count, *self.args)  # raises the kernel's error
                 raise RuntimeError("a kernel failed in a thread of the pool")
             return
-        self.threaded(*self.args)
+        threads.run(threaded.fc, threaded.count, *self.args)
         if self.block is None:
             self._prepare()
 
@@ -282,12 +287,10 @@ class NumbaExecutable:
             for o in n.outputs:
                 self._index[o] = len(self._index)
         self._fresh = self._values_reaching_outputs()
-        # One set of threads at a time: BLAS's spin-wait between calls, so whichever of BLAS
-        # and the kernels (on lgc's pool) runs most of the work gets the cores
-        self.blas_threaded = blas.matmul_bound(self.optimized)
+        # One set of threads at a time: BLAS's spin-wait between calls, so the kernels (on
+        # lgc's pool) get the cores, and BLAS runs single-threaded during a call
         self._threaded = False  # some kernel runs on several threads
-        with serial_kernels(self.blas_threaded):
-            self._steps = [self._step(n) for n in self.optimized.nodes]
+        self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         n = len(self.optimized.inputs)
         self._last, self._streak = [None] * n, [0] * n  # `_watch`
@@ -374,7 +377,7 @@ class NumbaExecutable:
         k = self._kernel(n, codegen.emit_fused(n, kinds, nd, count),
                          [b[0] for b in n.attrs["body"]])
         iter_shape = (size,) if flat else shape
-        fn = self._on_threads(FastCall(k.fn), count)
+        fn = self._on_threads(FastCall(k.fn), count, size)
 
         def args(env):
             return ([self._out(env, i).reshape(iter_shape) for i in outs]
@@ -397,7 +400,7 @@ class NumbaExecutable:
         k = self._kernel(n, codegen.emit_fused_reduce(n, kinds, count),
                          [b[0] for b in n.attrs["body"]] + [r[0] for r in n.attrs["reductions"]],
                          {"fastmath": {"reassoc"}})
-        fn = self._on_threads(FastCall(k.fn), count)
+        fn = self._on_threads(FastCall(k.fn), count, size)
         n_full = len(outs) - len(n.attrs["reductions"])
         nb, nd = view[0], view[2]
 
@@ -420,7 +423,7 @@ class NumbaExecutable:
         count = min(kernel_threads(work), rows)
         k = self._kernel(n, codegen.emit_reduce(init, update, count), [n.op.name],
                          {"fastmath": {"reassoc"}})
-        fn = self._on_threads(FastCall(k.fn), count)
+        fn = self._on_threads(FastCall(k.fn), count, work)
         (i_in,), (i_out,) = ins, outs
         out_view = (view[0], view[2], view[4])
 
@@ -431,18 +434,19 @@ class NumbaExecutable:
             return [self._out(env, i_out).reshape(out_view), np.ascontiguousarray(a).reshape(view)]
         return _call_step("kernel", n, ins, outs, fn, args, k)
 
-    def _on_threads(self, fn, count: int):
-        """`fn`, a kernel taking (t, T) last, called once per thread by the pool."""
+    def _on_threads(self, fn, count: int, work: int = 0):
+        """`fn`, a kernel taking (t, T) last, called once per thread by the pool (`work`: see
+        Lowering.work)."""
         if count <= 1:  # the common case, kept off the pool's path
             return Serial(fn)
         self._threaded = True
-        return Threaded(fn, count)
+        return Threaded(fn, count, 0 < work < PYTHON_CALL_MIN_ELEMENTS)
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
         fn = FastCall(k.fn) if k else None
         if k is not None and lowering.threads is not None:
-            fn = self._on_threads(fn, lowering.threads)
+            fn = self._on_threads(fn, lowering.threads, lowering.work)
 
         kind, operands = ("kernel" if k else "blas"), lowering.args
         if k is not None and operands is not None:  # the kernel on views of the arrays
@@ -789,7 +793,8 @@ class NumbaExecutable:
             # steps a call runs (views on fixed buffers and constants are done once)
             "steps_per_call": len(self._bound),
             "workspace_bytes": self.workspace_bytes,
-            # who gets the threads: "blas" (kernels serial) or "kernels" (BLAS single-threaded)
-            "threads": "blas" if self.blas_threaded else "kernels" if self._threaded else "none",
+            # "kernels": some kernel runs on lgc's pool (BLAS single-threaded during a call);
+            # "none": every step on the caller's thread (BLAS keeps its threads)
+            "threads": "kernels" if self._threaded else "none",
             "process_totals": dict(STATS),
         }

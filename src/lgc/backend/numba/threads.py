@@ -13,10 +13,11 @@ loop by (t, T) (ops/base.py, `split_loop`).
 Waking a blocked thread costs 20-60 us on a VM (the OS wakes a halted vCPU): as much as a
 small kernel. So a worker that finished a call watches for the next one for LINGER_CYCLES
 (~0.4 ms: the gaps between a train step's threaded kernels, and between steps) in compiled
-code outside the GIL (`serve`), before it blocks on its condition; the caller watches for the
-workers' ends before it blocks. A call posted by `launch` runs inside `serve` itself; one
-posted by `run` (a Python call) returns to Python first and must then take the GIL, which the
-caller releases only once its own part is under way: `launch` avoids that second wait.
+code outside the GIL (`_pool`'s SERVE), before it blocks on its condition; the caller watches
+for the workers' ends before it blocks. A call posted by `launch` runs inside that watch
+itself; one posted by `run` (a Python call) returns to Python first and must then take the
+GIL, which the caller releases only once its own part is under way: `launch` avoids that
+second wait (an empty call on two threads: ~2.7 us launched, 20-30 us through Python).
 
 A worker's state (its row of FLAGS, a cache line each for the post and the end): IDLE,
 NATIVE (a trampoline call posted), PYTHON (a Python call posted), ASLEEP (blocked on its
@@ -45,88 +46,84 @@ IDLE, NATIVE, PYTHON, ASLEEP = 0, 1, 2, -1
 FLAGS = np.zeros((MAX_WORKERS, 16), np.int64)
 
 
-def _watches(x86: bool) -> tuple[str, str]:
-    """The sources of the two watches, `serve` (a worker's) and `wait_done` (a caller's for a
-    Python call's end), with their deadlines on the cycle counter (x86: llvm.readcyclecounter
-    is RDTSC there) or on a count of turns elsewhere (~0.3 ns a turn on the x86 here)."""
+SERVE, WAIT, POST, FINISH = range(4)  # what `_pool` does
+
+
+def _pool_source(x86: bool) -> str:
+    """The pool's compiled side, one function (one compile) doing one of four things on
+    flags = FLAGS (its row w: a worker's):
+    SERVE (a worker): run the calls launched to it until a Python one comes (returns PYTHON)
+      or none comes for `a` cycles (returns ASLEEP, the state set so by compare-and-swap);
+    WAIT (the caller of a Python call): watch worker w's end for `a` cycles (returns 1 if seen);
+    POST (the caller of a launch): post the trampoline `fn` on `block` to workers 0..count-2
+      as parts 1..count-1; returns how many were asleep (each marked in WAKE, to be woken);
+    FINISH (the same caller): run part 0, then wait for the workers' ends (yielding its core
+      after `a` turns, giving up after `b` yields: a worker that never ends is a bug, better
+      reported than hung, -1); returns the parts' status (nonzero: a part raised).
+    Deadlines run on the cycle counter (x86: llvm.readcyclecounter is RDTSC) or on a count of
+    turns elsewhere (~0.3 ns a turn on the x86 here)."""
     start, waited = ("cycles()", "cycles() - start") if x86 else ("0", "turns")
-    serve = f"""def kernel(flags, cycles_max):
-    while True:
+    return f"""def kernel(flags, w, op, fn, block, count, a, b):
+    if op == {SERVE}:
+        f = flags[w]
+        while True:
+            start, turns = {start}, 0
+            state = load_acquire(f, {STATE})
+            while state == {IDLE}:
+                turns += 1
+                if {waited} > a and compare_swap(f, {STATE}, {IDLE}, {ASLEEP}):
+                    return {ASLEEP}
+                state = load_acquire(f, {STATE})
+            if state != {NATIVE}:
+                return state
+            store_release(f, {STATE}, {IDLE})
+            f[{STATUS}] = call_trampoline(f[{FN}], f[{BLOCK}], f[{PART}], f[{PARTS}])
+            store_release(f, {DONE}, 1)
+    if op == {WAIT}:
+        f = flags[w]
         start, turns = {start}, 0
-        state = load_acquire(flags, {STATE})
-        while state == {IDLE}:
+        while load_acquire(f, {DONE}) == 0:
             turns += 1
-            if {waited} > cycles_max and compare_swap(flags, {STATE}, {IDLE}, {ASLEEP}):
-                return {ASLEEP}
-            state = load_acquire(flags, {STATE})
-        if state != {NATIVE}:
-            return state
-        fn, block, t, count = flags[{FN}], flags[{BLOCK}], flags[{PART}], flags[{PARTS}]
-        store_release(flags, {STATE}, {IDLE})
-        flags[{STATUS}] = call_trampoline(fn, block, t, count)
-        store_release(flags, {DONE}, 1)
-"""
-    wait_done = f"""def kernel(flags, cycles_max):
-    start, turns = {start}, 0
-    while load_acquire(flags, {DONE}) == 0:
-        turns += 1
-        if {waited} > cycles_max:
-            return False
-    return True
-"""
-    return serve, wait_done
-
-
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-_SERVE, _WAIT_DONE = _watches(_X86)
-
-# posts a call to workers 1..count-1; returns how many were asleep (marked in WAKE)
-_POST = f"""def kernel(flags, fn, block, count):
-    asleep = 0
-    for w in range(count - 1):
-        f = flags[w]
-        f[{FN}], f[{BLOCK}], f[{PART}], f[{PARTS}], f[{DONE}] = fn, block, w + 1, count, 0
-        f[{WAKE}] = not compare_swap(f, {STATE}, {IDLE}, {NATIVE})
-        asleep += f[{WAKE}]
-    return asleep
-"""
-# runs part 0, then waits for the workers' ends (yielding its core after `spins` turns, giving
-# up after `patience` yields: a worker that never ends is a bug, better reported than hung)
-_FINISH = f"""def kernel(flags, fn, block, count, spins, patience):
+            if {waited} > a:
+                return 0
+        return 1
+    if op == {POST}:
+        asleep = 0
+        for u in range(count - 1):
+            f = flags[u]
+            f[{FN}], f[{BLOCK}], f[{PART}], f[{PARTS}], f[{DONE}] = fn, block, u + 1, count, 0
+            f[{WAKE}] = not compare_swap(f, {STATE}, {IDLE}, {NATIVE})
+            asleep += f[{WAKE}]
+        return asleep
     status = call_trampoline(fn, block, 0, count)
-    for w in range(count - 1):
-        f = flags[w]
+    for u in range(count - 1):
+        f = flags[u]
         turns = 0
         while load_acquire(f, {DONE}) == 0:
             turns += 1
-            if turns > spins:
+            if turns > a:
                 sched_yield()
-                if turns > spins + patience:
+                if turns > a + b:
                     return -1
         status |= f[{STATUS}]
     return status
 """
-_COMPILED: dict[str, object] = {}
 
 
-def _compiled(name: str, source: str, *example):
-    """The entry point of a pool helper (compiled once, cached on disk; typing skipped)."""
-    fn = _COMPILED.get(name)
-    if fn is None:
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+_POOL_FN: list = []
+
+
+def _pool(w: int, op: int, fn: int = 0, block: int = 0, count: int = 0, a: int = 0,
+          b: int = 0) -> int:
+    """`_pool_source`'s function on FLAGS (compiled once, cached on disk; typing skipped)."""
+    if not _POOL_FN:
         from .compile import load_kernel
 
-        kernel = load_kernel(source, {"cache": True, "nogil": True})
-        kernel.compile(tuple(kernel.typeof_pyval(a) for a in example))
-        fn = _COMPILED[name] = kernel.overloads[kernel.signatures[0]].entry_point
-    return fn
-
-
-def _serve(flags: np.ndarray, cycles_max: int) -> int:
-    return _compiled("serve", _SERVE, flags, 0)(flags, cycles_max)
-
-
-def _wait_done(flags: np.ndarray, cycles_max: int) -> bool:
-    return _compiled("wait", _WAIT_DONE, flags, 0)(flags, cycles_max)
+        kernel = load_kernel(_pool_source(_X86), {"cache": True, "nogil": True})
+        kernel.compile(tuple(kernel.typeof_pyval(v) for v in (FLAGS, 0, 0, 0, 0, 0, 0, 0)))
+        _POOL_FN.append(kernel.overloads[kernel.signatures[0]].entry_point)
+    return _POOL_FN[0](FLAGS, w, op, fn, block, count, a, b)
 
 
 def _forget_after_fork() -> None:
@@ -146,14 +143,14 @@ class _Worker(threading.Thread):
         self.ready = threading.Condition()
         self.task = None
         self.done = threading.Event()
-        self.flags = FLAGS[row]
+        self.row, self.flags = row, FLAGS[row]
         self.error: BaseException | None = None
         self.start()
 
     def run(self):
         flags = self.flags
         while True:
-            state = _serve(flags, LINGER_CYCLES)  # runs launched calls until a Python one
+            state = _pool(self.row, SERVE, a=LINGER_CYCLES)  # launched calls, until a Python one
             if state == ASLEEP:
                 with self.ready:
                     while flags[STATE] == ASLEEP:
@@ -187,7 +184,7 @@ class _Worker(threading.Thread):
 
     def wait(self):
         if not self.flags[DONE]:
-            _wait_done(self.flags, WAIT_CYCLES)
+            _pool(self.row, WAIT, a=WAIT_CYCLES)
         self.done.wait()
 
 
@@ -228,15 +225,13 @@ def launch(address: int, block: int, count: int) -> int:
     """The trampoline at `address` on the argument block at `block` (launch.py), in `count`
     threads: part t of count in thread t, the caller taking part 0. Returns nonzero when a
     part raised (the trampoline's status)."""
-    post = _compiled("post", _POST, FLAGS, 0, 0, 2)
-    finish = _compiled("finish", _FINISH, FLAGS, 0, 0, 2, 0, 0)
     with _LOCK:
         workers = _workers(count)
-        if post(FLAGS, address, block, count):
+        if _pool(0, POST, address, block, count):
             for worker in workers:
                 if worker.flags[WAKE]:
                     worker.post(NATIVE)
-        status = finish(FLAGS, address, block, count, WAIT_SPINS, PATIENCE)
+        status = _pool(0, FINISH, address, block, count, WAIT_SPINS, PATIENCE)
     if status < 0:
         raise RuntimeError("threads.launch: a worker of lgc's pool never finished its part")
     return status
