@@ -35,13 +35,13 @@ class Matmul(OpDef):
         return [b.relabel(gx, x.fmt), b.relabel(gy, y.fmt)]
 
     def lower_numba(self, node):
-        # BLAS straight into the planned output buffer, through the kernels below: Numba's
-        # np.dot calls SciPy's BLAS, the one kernels with in-kernel GEMMs (LSTM, convolution)
-        # call; a split product calls it through `gemm` (intrinsics.py) on its blocks, which
-        # are strided views (np.dot would need copies; gemm costs ~0.1 s more compile).
-        # NumPy's own BLAS is a second library with a second set of threads, and two sets
-        # spinning on the same cores slow each other down several times (measured: an LSTM
-        # step 7 -> 27 ms when its kernels' GEMMs and the matmuls used different libraries)
+        # BLAS straight into the planned output buffer, through the kernel below: `gemm`
+        # (intrinsics.py) calls SciPy's BLAS, the one kernels with in-kernel GEMMs (LSTM,
+        # convolution) call through np.dot, on blocks of rows that are strided views (np.dot
+        # would need copies, and its copying path compiles in seconds). NumPy's own BLAS is a
+        # second library with a second set of threads, and two sets spinning on the same cores
+        # slow each other down several times (measured: an LSTM step 7 -> 27 ms when its
+        # kernels' GEMMs and the matmuls used different libraries)
         dtype = np_dtype(node.out.dtype)
 
         def blasable(a):
@@ -50,13 +50,11 @@ class Matmul(OpDef):
 
         def args(ins, outs):
             return [blasable(ins[0]), blasable(ins[1]), outs[0]]
-        m = max(node.out.shape)
         # the kernels have the threads (BLAS single-threaded during a call): a big product is
         # split by rows (or columns) between them, one single-threaded GEMM each
+        m = max(node.out.shape)
         count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), m)
-        if count > 1:
-            return Lowering(source=_MATMUL_ROWS, threads=count, args=args)
-        return Lowering(source=_MATMUL, args=args)
+        return Lowering(source=_MATMUL, threads=count, args=args)
 
     def blas_flops(self, node):
         (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
@@ -66,23 +64,20 @@ class Matmul(OpDef):
         return [Sample([rng.normal(size=(3, 4)), rng.normal(size=(4, 5))])]
 
 
-_MATMUL = """def kernel(x, y, z):
-    np.dot(x, y, z)
-    return 0
-"""
-# split along the longer side of z: rows of x, or columns of y (strided views: no copies)
-_MATMUL_ROWS = """def kernel(x, y, z, t, T):
+# z = x @ y by BLAS straight on views (`gemm`: no copies), part t of T: a block of rows of z, or
+# of columns when it is wider than tall (one gemm call either way: each call site of gemm
+# compiles into the kernel again)
+_MATMUL = """def kernel(x, y, z, t, T):
     m, n = z.shape
     if m >= n:
         i0, i1 = t * m // T, (t + 1) * m // T
-        gemm(x[i0:i1], y, z[i0:i1])
+        xs, ys, zs = x[i0:i1], y[:, :], z[i0:i1]
     else:
         j0, j1 = t * n // T, (t + 1) * n // T
-        gemm(x, y[:, j0:j1], z[:, j0:j1])
+        xs, ys, zs = x[:, :], y[:, j0:j1], z[:, j0:j1]
+    gemm(xs, ys, zs)
     return 0
 """
 # GEMM flops per elementwise-kernel element when asking `kernel_threads`: a product is split
-# from 2^24 flops (~0.2 ms on one thread). Not from less: a split product is another kernel
-# (gemm on blocks, one overload per operand layout), whose compile costs seconds (LeNet's
-# 6 MFLOP products split: its cold start +0.6 s), and a call not prepared pays a wake-up
-GEMM_FLOPS_PER_ELEMENT = 512
+# from 2^22 flops (~40 us on one thread; a prepared call on two threads costs ~3 us more)
+GEMM_FLOPS_PER_ELEMENT = 128
