@@ -329,6 +329,27 @@ def test_small_unpinned_inputs_are_staged_so_their_steps_are_prepared(monkeypatc
     assert NumbaExecutable(b.graph)._staged == []
 
 
+def test_a_reshape_that_copies_writes_into_a_buffer_so_its_readers_are_prepared():
+    """A reshape of a transposed view copies on every call: it copies into a buffer of the
+    executable, so the steps after it are built once too; every call reads the new input."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(4, 3, 5))
+    b = Builder(Graph("reordered"))
+    (xv,) = emit_inputs(b, [x])
+    flat = b.emit("reshape", b.emit("transpose", xv, perm=(0, 2, 1)), shape=(4, 15))
+    b.graph.outputs = [b.emit("matmul", b.emit("tanh", flat), b.emit("transpose", flat,
+                                                                       perm=(1, 0)))]
+    exe = NumbaExecutable(b.graph)
+    prepared = {s.node.op.name: c is not None for s, c in exe._bound}
+    assert prepared["reshape"] and prepared["fused"]
+    outs = []
+    for _ in range(3):
+        x = rng.normal(size=x.shape)
+        outs.append((exe([x]), run_graph(b.graph, [x])))
+    for got, want in outs:
+        assert_same(got, want)
+
+
 def test_a_constant_is_written_once_into_a_buffer_no_other_value_takes():
     """A constant is written when the executable is built, not on every call: its buffer is
     its own, so values planned after its last use cannot overwrite it between calls."""

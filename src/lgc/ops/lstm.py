@@ -102,7 +102,9 @@ def _padded(n: int, dtype) -> int:
 
 
 def _sync(count: int) -> np.ndarray:
-    """The zeroed counters of one call's step barriers (`step_barrier`)."""
+    """The counters of a kernel's step barriers (`step_barrier`), one per thread: kept from
+    call to call (a kernel counts its steps from where its counters stand, equal for every
+    thread between calls), so a call's arguments are the same arrays every time."""
     from ..backend.numba.intrinsics import SYNC_STRIDE
 
     return np.zeros(count * SYNC_STRIDE, np.int64)
@@ -203,11 +205,12 @@ class LstmSeq(OpDef):
             state_g=state.format(pre("2 * hs + ")), gate_o=gate.format(pre("3 * hs + ")),
             state_c=state.format("cc"))
         count = _threads(h, n)
-        hx_shape = (2, h + node.inputs[0].shape[0], _padded(n, dtype))  # [h; x] of k, k + 1
-
-        def call(kernel, ins, outs):
-            kernel(*ins, *outs, np.zeros(hx_shape, dtype), _sync(count))
-        return Lowering(call, source, count)
+        # [h; x] of steps k, k + 1 (their padding columns stay 0), and the barriers' counters:
+        # the lowering's own, the same arrays on every call (a call built once)
+        hx = np.zeros((2, h + node.inputs[0].shape[0], _padded(n, dtype)), dtype)
+        sync = _sync(count)
+        return Lowering(source=source, threads=count,
+                        args=lambda ins, outs: [*ins, *outs, hx, sync])
 
     def samples(self, rng):
         def case(t, n, h, state, gate, scale=0.6, d=2):
@@ -332,14 +335,12 @@ class LstmSeqBackward(OpDef):
             zero=_src("ZERO", node))
         count = _threads(h, n)
         d, tn = node.inputs[4].shape
-        gb_shape = (2, 4 * h, _padded(n, dtype))  # dZ of steps k and k - 1
+        gb = np.zeros((2, 4 * h, _padded(n, dtype)), dtype)  # dZ of steps k and k - 1
         # [S's leading T·N columns; X]^T, each part padded to whole registers
-        bt_shape = (tn, _whole(h, dtype) + _whole(d, dtype))
-
-        def call(kernel, ins, outs):
-            kernel(*outs, *ins, np.zeros(gb_shape, dtype), np.empty(bt_shape, dtype),
-                   _sync(count))
-        return Lowering(call, source, count)
+        bt = np.empty((tn, _whole(h, dtype) + _whole(d, dtype)), dtype)
+        sync = _sync(count)
+        return Lowering(source=source, threads=count,
+                        args=lambda ins, outs: [*outs, *ins, gb, bt, sync])
 
     def samples(self, rng):
         out, fwd = [], LstmSeq()
@@ -470,7 +471,8 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
     for m in range(x0, x1):
         for q in range(n):
             hx[0, hd + m, q] = x[m, q]
-    step_barrier(sync, t, T, 1)
+    base = np.uint64(sync[t * SYNC_STRIDE])  # where the counters stand (equal between calls)
+    step_barrier(sync, t, T, base + one)
     steps = np.uint64(x.shape[1]) // n
     for k in range(steps):
         {product}
@@ -498,7 +500,7 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
             for m in range(x0, x1):
                 for q in range(n):
                     h[hd + m, q] = x[m, (k + one) * n + q]
-        step_barrier(sync, t, T, k + np.uint64(2))
+        step_barrier(sync, t, T, base + k + np.uint64(2))
     return 0
 """
 
@@ -577,6 +579,7 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
                 bt[col, m] = {zero}
     dcc = np.zeros((hs, n), dtype=dz.dtype)
     sums = np.zeros((4 * hs, n), dtype=dz.dtype)  # of its rows of dZ, for db
+    base = np.uint64(sync[t * SYNC_STRIDE])  # where the counters stand (equal between calls)
     for back in range(steps):
         k = steps - back - one
         g = gb[back & one]  # the step's dZ, every thread's rows, for the GEMM
@@ -609,7 +612,7 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
                 sums[2 * hs + j, q] += gg
                 sums[3 * hs + j, q] += go
                 dcc[j, q] = dcv * af
-        step_barrier(sync, t, T, back + one)
+        step_barrier(sync, t, T, base + back + one)
         {product}
     for j in range(hs):
         jj = j0 + j

@@ -471,10 +471,11 @@ PATIENCE = 20_000_000  # yields (~1 us each, so ~20 s) before a wait is taken fo
 
 @njit(nogil=True, cache=False, inline="always")
 def step_barrier(sync, t, count, step, patience=PATIENCE):
-    """Thread t of `count` has finished `step` (counting from 1); returns once every thread
-    has. `sync` holds count * SYNC_STRIDE zeros when the call starts. A partner that never
-    arrives (its part of the kernel failed) raises here after `patience` yields instead of
-    hanging the program."""
+    """Thread t of `count` has finished `step`; returns once every thread has. `sync` holds
+    count counters SYNC_STRIDE apart, all equal (say v) when the call starts, and steps count
+    from v + 1 (a kernel reads v first: the counters serve call after call). A partner that
+    never arrives (its part of the kernel failed) raises here after `patience` yields instead
+    of hanging the program."""
     store_release(sync, t * SYNC_STRIDE, step)
     for u in range(count):
         spins = 0

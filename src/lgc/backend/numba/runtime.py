@@ -111,20 +111,24 @@ class Threaded:
         else:
             threads.run(self.fc, self.count, *args)
 
-    def bind(self, args) -> Callable[[], object]:
-        return Launch(self, args)
+    def bind(self, args, batch: list | None = None) -> Callable[[], object]:
+        return Launch(self, args, batch)
 
 
 class Launch:
     """A prepared call of a threaded kernel: the first call runs through Python (compiling
     the kernel); from then on its arguments are packed once into a block that the workers'
-    compiled loop hands to a trampoline (launch.py), never taking the GIL."""
+    compiled loop hands to a trampoline (launch.py), never taking the GIL. The first of a
+    program's launches to be prepared prepares the others whose kernels are compiled too,
+    their trampolines compiled together (`batch`: the program's launches, one list)."""
 
-    __slots__ = ("threaded", "args", "block", "address")
+    __slots__ = ("threaded", "args", "block", "address", "batch")
 
-    def __init__(self, threaded: Threaded, args):
+    def __init__(self, threaded: Threaded, args, batch: list | None = None):
         self.threaded, self.args = threaded, tuple(args)
         self.block, self.address = None, 0
+        self.batch = batch if batch is not None else []
+        self.batch.append(self)
 
     def __call__(self):
         threaded = self.threaded
@@ -135,17 +139,25 @@ class Launch:
             return
         threads.run(threaded.fc, threaded.count, *self.args)
         if self.block is None:
-            self._prepare()
-
-    def _prepare(self) -> None:
-        fc = self.threaded.fc
-        self.block = np.zeros(0, np.int64)  # tried: a kernel that cannot launch keeps Python
-        if fc.sig is not None and launch.packable(fc.sig):
-            self.block = launch.pack(fc.sig, self.args)
-            self.address = launch.trampoline(fc.fn, fc.sig)
+            _prepare([c for c in self.batch if c.block is None and c.threaded.fc.sig])
+            self.block = np.zeros(0, np.int64) if self.block is None else self.block
 
 
-def _bind(fn, args) -> Callable[[], object]:
+def _prepare(calls: list[Launch]) -> None:
+    """Pack each call's arguments and point it at its kernel's trampoline; a call that cannot
+    be launched (an argument not an array or a number) keeps going through Python."""
+    ok = [c for c in calls if launch.packable(c.threaded.fc.sig)]
+    addresses = launch.trampolines([(c.threaded.fc.fn, c.threaded.fc.sig) for c in ok])
+    for c, address in zip(ok, addresses):
+        c.block, c.address = launch.pack(c.threaded.fc.sig, c.args), address
+    for c in calls:
+        if c.block is None:
+            c.block = np.zeros(0, np.int64)  # tried: stays on Python's path
+
+
+def _bind(fn, args, launches: list) -> Callable[[], object]:
+    if isinstance(fn, Threaded):
+        return fn.bind(args, launches)
     bind = getattr(fn, "bind", None)
     return bind(args) if bind is not None else partial(fn, *args)
 
@@ -596,6 +608,7 @@ class NumbaExecutable:
             env[k] = a
             fixed.add(k)
         plan: list[tuple[Step, Callable | None]] = []
+        launches: list[Launch] = []
         for step in self._steps:
             if step.node in self._elided and all(i in fixed for i in step.ins):
                 (i_out,) = step.outs
@@ -605,6 +618,9 @@ class NumbaExecutable:
             ready = all(i in fixed for i in step.ins)
             if step.kind == "numpy":
                 if ready and step.node.op.pure and self._done_here(step, env):
+                    fixed.update(step.outs)
+                elif ready and self._copies_into_buffer(step, env):
+                    plan.append((step, self._copy_into_buffer(step, env)))
                     fixed.update(step.outs)
                 else:
                     plan.append((step, None))
@@ -624,7 +640,7 @@ class NumbaExecutable:
                                                [env[i] for i in step.ins + step.outs]):
                 plan.append((step, None))
                 continue
-            call = _bind(step.fn, args)
+            call = _bind(step.fn, args, launches)
             if step.outs and all(i in self._constants for i in step.outs):
                 call()  # a constant: written now, in a buffer of its own
             else:
@@ -649,6 +665,19 @@ class NumbaExecutable:
                 continue
             staged.append((k, np.empty(shape, dtype)))
         return staged
+
+    def _copies_into_buffer(self, step: Step, env: list) -> bool:
+        """A reshape of a fixed, non-contiguous array (a transposed view: an LSTM's input put
+        in step order) copies on every call; into a buffer of its own, unless an output may
+        share it, so that the steps reading it stay prepared."""
+        return (step.node.op.name == "reshape" and step.node.outputs[0] not in self._fresh
+                and isinstance(env[step.ins[0]], np.ndarray))
+
+    def _copy_into_buffer(self, step: Step, env: list) -> Callable[[], object]:
+        (i_in,), (i_out,) = step.ins, step.outs
+        src, t = env[i_in], self._types[i_out]
+        buf = env[i_out] = np.empty(t.shape, np_dtype(t.dtype))
+        return partial(np.copyto, buf.reshape(src.shape), src)  # row-major, as reshape reads
 
     def _done_here(self, step: Step, env: list) -> bool:
         """Run a view step on fixed values now; False (and nothing kept) when an output is
