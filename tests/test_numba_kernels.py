@@ -475,7 +475,7 @@ def test_a_launched_part_that_raises_is_reported_and_the_pool_goes_on():
     fc = runtime.FastCall(kernel)
     call = runtime.Threaded(fc, 2).bind((*args[:5], True))
     fc(*args, 0, 1)  # the entry point and signature known
-    call.block, call.address = failing, address  # as prepared after a first call
+    call.block, call.block_address, call.address = failing, failing.ctypes.data, address
     with pytest.raises(ValueError, match="part 1 refused"):
         call()
 
@@ -567,7 +567,8 @@ def test_blas_thread_limit_covers_scipys_blas_loaded_late():
     blas.bind_scipy()
     controllers = [lc for lc in threadpoolctl.ThreadpoolController().lib_controllers
                    if lc.user_api == "blas"]
-    blas._BLAS[:] = controllers[:-1] + [None]  # as if made before the last one was loaded
+    # as if made before the last one was loaded
+    blas._BLAS[:] = [blas._Threads(lc) for lc in controllers[:-1]] + [None]
     blas._BLAS_SEES_SCIPY[0] = False
     blas.bind_scipy()
     before = blas.set_threads(1)
@@ -575,6 +576,44 @@ def test_blas_thread_limit_covers_scipys_blas_loaded_late():
         assert all(lc.num_threads == 1 for lc in controllers)
     finally:
         blas.set_threads(before)
+
+
+def test_blas_threads_are_set_by_openblas_itself_from_the_main_thread():
+    """From the main thread OpenBLAS's own functions set its thread count (threadpoolctl's
+    API costs 4x as much, twice a call): every BLAS library gets the count and the previous
+    one comes back. From another thread threadpoolctl decides (it lets one thread alone
+    change OpenBLAS's pool), as before."""
+    import threading
+
+    pytest.importorskip("threadpoolctl")
+    from lgc.backend.numba import blas
+
+    blas.bind_scipy()
+    blas.set_threads(blas.set_threads(1))  # the list made
+    libs = [lib for lib in blas._BLAS if lib is not None]
+    assert libs and any(lib.raw is not None for lib in libs)  # OpenBLAS on pthreads here
+    start = libs[0].lc.num_threads
+    before = blas.set_threads(1)
+    try:
+        assert all(lib.lc.num_threads == 1 for lib in libs)
+    finally:
+        assert blas.set_threads(before) == 1
+    assert before == start == libs[0].lc.num_threads
+    raw_calls = []
+    for lib in libs:
+        if lib.raw is not None:
+            get, put = lib.raw
+            lib.raw = (lambda get=get: raw_calls.append("get") or get(),
+                       lambda n, put=put: raw_calls.append("set") or put(n))
+    try:
+        worker = threading.Thread(target=lambda: blas.set_threads(blas.set_threads(1)))
+        worker.start()
+        worker.join()
+        assert raw_calls == []
+        blas.set_threads(blas.set_threads(1))
+        assert raw_calls[:2] == ["get", "set"]
+    finally:
+        blas._BLAS.clear()  # found again, as they are
 
 
 def _threaded_cases():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 _BLAS: list = []  # the BLAS libraries' threadpoolctl controllers, found once (None: the end)
 _BLAS_SEES_SCIPY = [False]  # whether SciPy's BLAS was loaded when they were found
@@ -51,14 +52,42 @@ def set_threads(n: int) -> int:
         try:
             import threadpoolctl
 
-            _BLAS.extend(lc for lc in threadpoolctl.ThreadpoolController().lib_controllers
-                         if lc.user_api == "blas")
+            _BLAS.extend(_Threads(lc) for lc in threadpoolctl.ThreadpoolController()
+                         .lib_controllers if lc.user_api == "blas")
         except Exception:  # threadpoolctl missing or a BLAS it cannot drive: leave BLAS alone
             pass
         _BLAS.append(None)
     previous = 0
-    for lc in _BLAS:
-        if lc is not None:
-            previous = lc.num_threads
-            lc.set_num_threads(n)
+    main = threading.current_thread() is threading.main_thread()
+    for lib in _BLAS:
+        if lib is not None:
+            previous = lib.swap(n, main)
     return previous
+
+
+class _Threads:
+    """One BLAS library's thread count, read and set around every call of a threaded program
+    (twice per call, for each library: NumPy's OpenBLAS and SciPy's). Through threadpoolctl
+    that costs ~8 us a call; OpenBLAS's own two functions, found once, ~2 us. They are called
+    directly from the main thread only, for an OpenBLAS on its own threads (not OpenMP's);
+    otherwise threadpoolctl decides (it lets one thread alone change OpenBLAS's pool)."""
+
+    def __init__(self, lc):
+        self.lc, self.raw = lc, None
+        if lc.internal_api == "openblas" and getattr(lc, "threading_layer", "") == "pthreads":
+            try:
+                prefix, suffix = lc._find_affixes()  # its symbols' names, as threadpoolctl found
+                self.raw = (getattr(lc.dynlib, f"{prefix}openblas_get_num_threads{suffix}"),
+                            getattr(lc.dynlib, f"{prefix}openblas_set_num_threads{suffix}"))
+            except Exception:  # another threadpoolctl: its own API
+                self.raw = None
+
+    def swap(self, n: int, main: bool) -> int:
+        if self.raw is not None and main:
+            get, put = self.raw
+            previous = get()
+            put(n)
+            return previous
+        previous = self.lc.num_threads
+        self.lc.set_num_threads(n)
+        return previous

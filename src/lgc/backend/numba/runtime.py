@@ -122,18 +122,18 @@ class Launch:
     program's launches to be prepared prepares the others whose kernels are compiled too,
     their trampolines compiled together (`batch`: the program's launches, one list)."""
 
-    __slots__ = ("threaded", "args", "block", "address", "batch")
+    __slots__ = ("threaded", "args", "block", "block_address", "address", "batch")
 
     def __init__(self, threaded: Threaded, args, batch: list | None = None):
         self.threaded, self.args = threaded, tuple(args)
-        self.block, self.address = None, 0
+        self.block, self.block_address, self.address = None, 0, 0
         self.batch = batch if batch is not None else []
         self.batch.append(self)
 
     def __call__(self):
         threaded = self.threaded
         if self.address:
-            if threads.launch(self.address, self.block.ctypes.data, threaded.count):
+            if threads.launch(self.address, self.block_address, threaded.count):
                 threads.run(threaded.fc, threaded.count, *self.args)  # raises the kernel's error
                 raise RuntimeError("a kernel failed in a thread of the pool")
             return
@@ -149,7 +149,8 @@ def _prepare(calls: list[Launch]) -> None:
     ok = [c for c in calls if launch.packable(c.threaded.fc.sig)]
     addresses = launch.trampolines([(c.threaded.fc.fn, c.threaded.fc.sig) for c in ok])
     for c, address in zip(ok, addresses):
-        c.block, c.address = launch.pack(c.threaded.fc.sig, c.args), address
+        c.block = launch.pack(c.threaded.fc.sig, c.args)
+        c.block_address, c.address = c.block.ctypes.data, address  # .ctypes costs ~2 us
     for c in calls:
         if c.block is None:
             c.block = np.zeros(0, np.int64)  # tried: stays on Python's path
