@@ -459,8 +459,30 @@ def test_a_programs_launches_are_prepared_together_and_agree_with_the_reference(
                                    **TOLERANCE["f64"])
     launched = [c for _, c in exe._bound if isinstance(c, runtime.Launch)]
     assert len(launched) >= 2 and all(c.address for c in launched)
-    assert made[0] == len(launched)  # the first prepared: all of them (later: y pinned,
-    # the steps prepared again, their trampolines reused)
+    assert len(launched) in made  # the first prepared asked for all of them at once
+
+
+def test_a_call_that_is_not_prepared_is_launched_on_arguments_packed_for_it():
+    """A threaded step whose arrays change from call to call (an input too big to stage, an
+    output handed to the caller) runs its first call through Python, then is launched on a
+    block packed for each call: each call computes on its own arrays."""
+    from lgc.backend.numba import runtime
+    from lgc.ops.base import PYTHON_CALL_MIN_ELEMENTS
+
+    x = RNG.normal(size=(PYTHON_CALL_MIN_ELEMENTS // 256, 256))
+    b = Builder(Graph("fresh"))
+    (xv,) = emit_inputs(b, [x])
+    b.graph.outputs = [b.emit("tanh", xv)]
+    exe = NumbaExecutable(b.graph)
+    ((step, call),) = exe._bound
+    assert call is None and isinstance(step.fn, runtime.Threaded) and not step.fn.small
+    outs = []
+    for _ in range(3):
+        x = RNG.normal(size=x.shape)
+        outs.append((exe([x])[0], np.tanh(x)))
+    assert step.fn.address
+    for got, want in outs:
+        np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def test_a_launched_part_that_raises_is_reported_and_the_pool_goes_on():

@@ -96,20 +96,29 @@ class Threaded:
     """A kernel taking (t, T) last, run in `count` threads by the pool (threads.py): through
     Python for a call built anew, through a trampoline for a prepared one (`bind`)."""
 
-    __slots__ = ("fc", "count", "small")
+    __slots__ = ("fc", "count", "small", "address")
 
     def __init__(self, fc: FastCall, count: int, small: bool = False):
-        # small: too little work to pay for a wake-up through Python; such a call that is not
-        # prepared runs as part (0, 1), the whole loop on one thread
+        # small: too little work to pay for a call that is not prepared (its arguments
+        # packed anew: ~1 us an array); such a call runs as part (0, 1), on one thread
         self.fc, self.count, self.small = fc, count, small
+        self.address = 0  # its trampoline, once the kernel is compiled
 
     def __call__(self, *args):
         if getattr(_DRY_RUN, "record", None) is not None:
             self.fc(*args, 0, self.count)  # a dry run notes the types in this thread only
+        elif self.address:  # launched on a block packed for this call (~1 us an array)
+            block = launch.pack(self.fc.sig, args)
+            if threads.launch(self.address, block.ctypes.data, self.count):
+                threads.run(self.fc, self.count, *args)  # raises the kernel's own error
+                raise RuntimeError("a kernel failed in a thread of the pool")
         elif self.small:
             self.fc(*args, 0, 1)
         else:
             threads.run(self.fc, self.count, *args)
+            sig = getattr(self.fc, "sig", None)
+            if sig is not None and launch.packable(sig):
+                self.address = launch.trampoline(self.fc.fn, sig)
 
     def bind(self, args, batch: list | None = None) -> Callable[[], object]:
         return Launch(self, args, batch)
