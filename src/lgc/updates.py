@@ -112,9 +112,8 @@ def _kernel_runner(op_name: str, n_arrays: int):
                 o[...] = r
         return run
 
-    from .backend.numba import threads
     from .backend.numba.compile import load_kernel
-    from .backend.numba.runtime import FLAGS, FastCall
+    from .backend.numba.runtime import FLAGS, FastCall, on_threads
 
     cache: dict = {}
 
@@ -127,7 +126,9 @@ def _kernel_runner(op_name: str, n_arrays: int):
             hs = [b.input(TensorType("f64", ()), f"h{k}") for k in range(len(ins) - n_arrays)]
             lowering = op.lower_numba(b.emit_node(op_name, *xs, *hs))
             kernel = FastCall(load_kernel(lowering.source, FLAGS))
-            cache[key] = (lowering.call, threads.bind(kernel, lowering.threads or 1))
+            # its arrays change from call to call: launched on a block packed for each
+            cache[key] = (lowering.call, on_threads(kernel, lowering.threads or 1,
+                                                    lowering.work))
         call, kernel = cache[key]
         call(kernel, ins, outs)
     return run

@@ -93,8 +93,9 @@ class Serial:
 
 
 class Threaded:
-    """A kernel taking (t, T) last, run in `count` threads by the pool (threads.py): through
-    Python for a call built anew, through a trampoline for a prepared one (`bind`)."""
+    """A kernel taking (t, T) last, run in `count` threads by the pool (threads.py): its first
+    call through Python (compiling it), later ones launched through its trampoline, on a
+    block packed once for a prepared call (`bind`) or for each call otherwise."""
 
     __slots__ = ("fc", "count", "small", "address")
 
@@ -109,9 +110,7 @@ class Threaded:
             self.fc(*args, 0, self.count)  # a dry run notes the types in this thread only
         elif self.address:  # launched on a block packed for this call (~1 us an array)
             block = launch.pack(self.fc.sig, args)
-            if threads.launch(self.address, block.ctypes.data, self.count):
-                threads.run(self.fc, self.count, *args)  # raises the kernel's own error
-                raise RuntimeError("a kernel failed in a thread of the pool")
+            self.launch(self.address, block.ctypes.data, args)
         elif self.small:
             self.fc(*args, 0, 1)
         else:
@@ -119,6 +118,12 @@ class Threaded:
             sig = getattr(self.fc, "sig", None)
             if sig is not None and launch.packable(sig):
                 self.address = launch.trampoline(self.fc.fn, sig)
+
+    def launch(self, address: int, block: int, args) -> None:
+        """The call on `args`, packed at `block`, through the trampoline at `address`."""
+        if threads.launch(address, block, self.count):
+            threads.run(self.fc, self.count, *args)  # raises the kernel's own error
+            raise RuntimeError("a kernel failed in a thread of the pool")
 
     def bind(self, args, batch: list | None = None) -> Callable[[], object]:
         return Launch(self, args, batch)
@@ -142,14 +147,13 @@ class Launch:
     def __call__(self):
         threaded = self.threaded
         if self.address:
-            if threads.launch(self.address, self.block_address, threaded.count):
-                threads.run(threaded.fc, threaded.count, *self.args)  # raises the kernel's error
-                raise RuntimeError("a kernel failed in a thread of the pool")
+            threaded.launch(self.address, self.block_address, self.args)
             return
         threads.run(threaded.fc, threaded.count, *self.args)
-        if self.block is None:
+        if self.block is None:  # once: the batch's compiled kernels (this one's included)
             _prepare([c for c in self.batch if c.block is None and c.threaded.fc.sig])
-            self.block = np.zeros(0, np.int64) if self.block is None else self.block
+            if self.block is None:  # no compiled overload found: stays on Python's path
+                self.block = np.zeros(0, np.int64)
 
 
 def _prepare(calls: list[Launch]) -> None:
@@ -163,6 +167,14 @@ def _prepare(calls: list[Launch]) -> None:
     for c in calls:
         if c.block is None:
             c.block = np.zeros(0, np.int64)  # tried: stays on Python's path
+
+
+def on_threads(fn: FastCall, count: int, work: int = 0) -> Serial | Threaded:
+    """`fn`, a kernel taking (t, T) last, called once per thread by the pool (`work`: see
+    Lowering.work)."""
+    if count <= 1:  # the common case, kept off the pool's path
+        return Serial(fn)
+    return Threaded(fn, count, 0 < work < PYTHON_CALL_MIN_ELEMENTS)
 
 
 def _bind(fn, args, launches: list) -> Callable[[], object]:
@@ -457,12 +469,8 @@ class NumbaExecutable:
         return _call_step("kernel", n, ins, outs, fn, args, k)
 
     def _on_threads(self, fn, count: int, work: int = 0):
-        """`fn`, a kernel taking (t, T) last, called once per thread by the pool (`work`: see
-        Lowering.work)."""
-        if count <= 1:  # the common case, kept off the pool's path
-            return Serial(fn)
-        self._threaded = True
-        return Threaded(fn, count, 0 < work < PYTHON_CALL_MIN_ELEMENTS)
+        self._threaded |= count > 1
+        return on_threads(fn, count, work)
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None

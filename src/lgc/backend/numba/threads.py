@@ -196,12 +196,6 @@ def _workers(count: int) -> list[_Worker]:
     return _POOL[:count - 1]
 
 
-def bind(fn, count: int):
-    """`fn` (a kernel taking (t, T) last) as a function of the other arguments, run in `count`
-    threads."""
-    return lambda *args: run(fn, count, *args)
-
-
 def run(fn, count: int, *args) -> None:
     """fn(*args, t, count) for every t in range(count), in `count` threads."""
     if count <= 1:
