@@ -553,20 +553,33 @@ def test_a_fused_kernel_with_twenty_arrays_still_vectorizes(tmp_path, monkeypatc
 
 def test_thread_pool_works_in_a_forked_child():
     """A child forked after the pool started (multiprocessing's default on Linux) must not
-    wait on the parent's threads, which do not exist there. In a fresh interpreter: forking
-    this test process (which may hold JAX's threads) is what the warning says not to do."""
+    wait on the parent's threads, which do not exist there, through Python calls or
+    launched ones (the parent's trampolines are the child's too). In a fresh interpreter:
+    forking this test process (which may hold JAX's threads) is what the warning says not
+    to do."""
     import subprocess
     import sys
 
     script = (
         "import os, sys, time\n"
-        "from lgc.backend.numba import threads\n"
+        "import numpy as np\n"
+        "from lgc.backend.numba import launch, threads\n"
+        "from lgc.backend.numba.compile import load_kernel\n"
+        "k = load_kernel('def kernel(y, t, T):\\n    y[t] = T\\n    return 0\\n',\n"
+        "                {'cache': True, 'nogil': True})\n"
+        "y = np.zeros(2, np.int64)\n"
+        "k(y, 0, 1)\n"
+        "address = launch.trampoline(k, k.signatures[0])\n"
+        "block = launch.pack(k.signatures[0], (y,))\n"
         "threads.run(lambda t, count: None, 2)\n"  # the parent's pool exists
+        "threads.launch(address, block.ctypes.data, 2)\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    seen = []\n"
         "    threads.run(lambda t, count: seen.append(t), 2)\n"
-        "    os._exit(0 if sorted(seen) == [0, 1] else 1)\n"
+        "    y[:] = 0\n"
+        "    threads.launch(address, block.ctypes.data, 2)\n"
+        "    os._exit(0 if sorted(seen) == [0, 1] and list(y) == [2, 2] else 1)\n"
         "for _ in range(200):\n"
         "    done, status = os.waitpid(pid, os.WNOHANG)\n"
         "    if done:\n"
