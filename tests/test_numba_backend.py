@@ -388,3 +388,14 @@ def test_concatenated_pieces_are_computed_in_place():
     for _ in range(3):
         x, y = rng.normal(size=x.shape), rng.normal(size=y.shape)
         assert_same(exe([x, y]), run_graph(b.graph, [x, y]))
+
+
+def test_importing_lgc_does_not_import_numba():
+    """Numba costs ~0.2 s to import: `import lgc` leaves it for the first compile (the
+    Numba backend's modules import it in their functions)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "import sys, lgc; print('numba' in sys.modules)"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "False", run.stdout + run.stderr

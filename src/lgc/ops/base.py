@@ -93,8 +93,9 @@ class Lowering:
 # Below this, a kernel runs on one thread: a prepared call on two threads costs ~3 us more
 # than on one (backend/numba/launch.py), a kernel's 32k elements take ~10 us
 PARALLEL_MIN_ELEMENTS = 1 << 15
-# A call that is not prepared goes through Python, whose wake-up of the workers costs 20-60 us:
-# such a call of a kernel with less work than this runs on one thread (Lowering.work)
+# A call that is not prepared (its arrays new on each call) packs its arguments anew (~1 us an
+# array), and its first goes through Python (a wake-up of the workers: 20-60 us): such a call
+# of a kernel with less work than this runs on one thread (Lowering.work)
 PYTHON_CALL_MIN_ELEMENTS = 1 << 18
 
 

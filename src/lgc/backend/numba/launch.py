@@ -23,15 +23,17 @@ import itertools
 import struct
 
 import numpy as np
-from llvmlite import ir
-from numba import types
 
+# numba and llvmlite are imported in the functions: the runtime imports this module, and
+# `import lgc` must not import Numba (~0.2 s) before a program is compiled
 _WORD = 8
 _COUNTER = itertools.count()
 
 
 def _words(ty) -> int | None:
     """Words of the block one argument of Numba type `ty` takes; None: not packable."""
+    from numba import types
+
     if isinstance(ty, types.Array):
         return 5 + 2 * ty.ndim
     if isinstance(ty, (types.Integer, types.Float, types.Boolean)):
@@ -41,6 +43,8 @@ def _words(ty) -> int | None:
 
 def packable(sig) -> bool:
     """Whether a kernel signature (its arguments, (t, T) last) can go through a trampoline."""
+    from numba import types
+
     return all(_words(ty) is not None for ty in sig[:-2]) and all(
         isinstance(ty, types.Integer) for ty in sig[-2:])
 
@@ -48,6 +52,8 @@ def packable(sig) -> bool:
 def pack(sig, args) -> np.ndarray:
     """The block of `args` (the arguments before (t, T)) for a trampoline of `sig`. The caller
     keeps the arrays alive as long as the block is used."""
+    from numba import types
+
     words: list[int] = []
     for ty, a in zip(sig, args):
         if isinstance(ty, types.Array):
@@ -112,6 +118,9 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
 def _define(module, ctx, fndesc, alias: str) -> str:
     """`i32 <alias>_tramp(i8* block, i64 t, i64 T)` in `module`, calling the function named
     `alias` (fndesc's, by Numba's calling convention); returns its name."""
+    from llvmlite import ir
+    from numba import types
+
     i8p, i64 = ir.IntType(8).as_pointer(), ir.IntType(64)
     fn = ir.Function(module, ir.FunctionType(ir.IntType(32), [i8p, i64, i64]), f"{alias}_tramp")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))

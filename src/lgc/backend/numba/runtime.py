@@ -685,10 +685,11 @@ class NumbaExecutable:
         return staged
 
     def _copies_into_buffer(self, step: Step, env: list) -> bool:
-        """A reshape of a fixed, non-contiguous array (a transposed view: an LSTM's input put
-        in step order) copies on every call; into a buffer of its own, unless an output may
-        share it, so that the steps reading it stay prepared."""
-        return (step.node.op.name == "reshape" and step.node.outputs[0] not in self._fresh
+        """A reshape (an op whose output is its input's elements in C order, `reshapes`) of
+        a fixed, non-contiguous array (a transposed view: an LSTM's input put in step order)
+        copies on every call; into a buffer of its own, unless an output may share it, so
+        that the steps reading it stay prepared."""
+        return (step.node.op.reshapes and step.node.outputs[0] not in self._fresh
                 and isinstance(env[step.ins[0]], np.ndarray))
 
     def _copy_into_buffer(self, step: Step, env: list) -> Callable[[], object]:
