@@ -14,7 +14,7 @@ from lgc.backend.reference import run_graph
 from lgc.errors import ShapeError
 from lgc.ir.core import Builder, Graph
 from lgc.ir.types import TensorType, dtype_name
-from lgc.ops import get_op
+from lgc.ops import conv_kernels, get_op
 
 RNG = np.random.default_rng(7)
 
@@ -29,7 +29,7 @@ def _geom(stride, dilation, padding):
 
 
 # (x shape, w shape, geometry): 1-D/2-D/3-D, strides, dilation, asymmetric padding, groups;
-# channel products below and above DIRECT_MAX_CHANNELS take both forward kernels
+# the input gradient as a forward convolution (stride 1: cases 3 and 6) and as a gather
 CONV = [
     ((9, 2, 3), (3, 2, 4, 1), _geom((2,), (1,), ((1, 2),))),
     ((6, 5, 4, 2), (3, 2, 2, 3, 2), _geom((1, 2), (2, 1), ((1, 1), (0, 2)))),
@@ -53,6 +53,20 @@ def _conv_cases():
         yield pytest.param("conv_backward_weights", [x, gy],
                            {**geom, "kernel": ws[:d], "groups": ws[-1]},
                            id=f"conv_backward_weights{k}")
+
+
+def test_input_gradient_of_a_dense_geometry_runs_as_a_forward_convolution():
+    # both kernels give the same numbers: only this catches the dense path left for the other
+    dense = []
+    for xs, ws, geom in CONV:
+        d = len(ws) - 3
+        gy = RNG.normal(size=_conv_out(RNG.normal(size=xs), RNG.normal(size=ws), **geom))
+        g, _ = _one_op("conv_backward_input", [gy, RNG.normal(size=ws)],
+                       {**geom, "in_size": xs[:d]}, "f32")
+        (kernel,) = NumbaExecutable(g).kernels
+        dense.append("phase" not in kernel.source)
+        assert dense[-1] == (kernel.source == conv_kernels._source(conv_kernels._FORWARD))
+    assert dense == [False, False, False, True, False, False, True]
 
 
 def _distinct(*shape):
