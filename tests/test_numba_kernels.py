@@ -398,13 +398,13 @@ def test_the_pools_watches_see_a_flag_and_give_up_after_their_bound(x86):
         pytest.skip("the cycle counter is read on x86 only")
     pool = load_kernel(th._pool_source(x86), {"cache": True, "nogil": True})
     flags = np.zeros((1, 16), np.int64)
-    assert pool(flags, 0, th.WAIT, 0, 0, 0, 10_000, 0) == 0
+    assert pool(flags, th._NO_PROGRAM, 0, th.WAIT, 0, 0, 0, 10_000, 0) == 0
     flags[0, th.DONE] = 1
-    assert pool(flags, 0, th.WAIT, 0, 0, 0, 10_000, 0) == 1
-    assert pool(flags, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.ASLEEP
+    assert pool(flags, th._NO_PROGRAM, 0, th.WAIT, 0, 0, 0, 10_000, 0) == 1
+    assert pool(flags, th._NO_PROGRAM, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.ASLEEP
     assert flags[0, th.STATE] == th.ASLEEP
     flags[0, th.STATE] = th.PYTHON
-    assert pool(flags, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.PYTHON
+    assert pool(flags, th._NO_PROGRAM, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.PYTHON
 
 
 _PARTS = """def kernel(out, x, m, scale, shift, flag, t, T):
@@ -514,6 +514,73 @@ def test_a_launched_part_that_raises_is_reported_and_the_pool_goes_on():
     call.block, call.block_address, call.address = failing, failing.ctypes.data, address
     with pytest.raises(ValueError, match="part 1 refused"):
         call()
+
+
+@pytest.mark.parametrize("linger", [0, None], ids=["workers-sleep", "workers-watch"])
+def test_a_program_of_launches_runs_in_order_and_stops_at_a_part_that_raises(monkeypatch,
+                                                                             linger):
+    """`threads.launch_program` runs its rows one after another from compiled code, each on
+    its own number of threads, whether the workers watch or sleep between calls (a sleeping
+    one is woken through Python and the program goes on); a row whose part raises stops the
+    program there: its index comes back and the rows after it do not run."""
+    from lgc.backend.numba import launch, threads
+
+    if linger is not None:
+        monkeypatch.setattr(threads, "LINGER_CYCLES", linger)
+    kernel, sig, args, address, _ = _launchable()
+    outs = [np.zeros((3, 2), np.float32) for _ in range(4)]
+    blocks = [launch.pack(sig, (o, *args[1:])) for o in outs]
+    counts = [1, 3, 2, 3]
+    program = np.array([(address, b.ctypes.data, c) for b, c in zip(blocks, counts)], np.int64)
+    x, m = args[1], args[2]
+    for _ in range(3):
+        for o in outs:
+            o[:] = -1
+        assert threads.launch_program(program, 3) == 4
+        for o, c in zip(outs, counts):
+            want = [((x[::2].sum() + m[t % 2, 1]) * 0.5 + 2.0, c) for t in range(c)]
+            np.testing.assert_allclose(o[:c], want)
+            assert (o[c:] == -1).all()  # no part past the row's count
+    failing = launch.pack(sig, (outs[2], *args[1:5], True))
+    program[2, 1] = failing.ctypes.data
+    for o in outs:
+        o[:] = -1
+    assert threads.launch_program(program, 3) == 2
+    assert (outs[1][:, 1] == 3).all() and (outs[3] == -1).all()
+
+
+def test_a_programs_prepared_calls_run_as_runs_and_still_raise_their_own_errors():
+    """After its first calls, an executable's consecutive prepared calls (one-thread kernels
+    and threaded ones) become runs of one compiled call each, with the reference's results;
+    a kernel that raises in a run still raises its own error."""
+    from lgc.backend.numba import runtime
+
+    x, y = RNG.normal(size=(256, 128)), RNG.normal(size=(128, 128))
+    b = Builder(Graph("runs"))
+    xv, yv = emit_inputs(b, [x, y])
+    h = b.emit("tanh", b.emit("matmul", xv, yv))  # threaded
+    r = b.emit("reduce_sum", b.emit("mul", h, h), axes=(0,))
+    s = b.emit("sin", b.emit("reduce_sum", r, axes=(0,)))  # small: one thread
+    b.graph.outputs = [b.emit("add", h, s)]  # handed out: written per call, after the runs
+    exe = NumbaExecutable(b.graph)
+    for _ in range(4):  # y pinned after two calls: the runs are made again
+        x = RNG.normal(size=x.shape)
+        # absolute: sin of a sum of 32,768 squares carries that sum's rounding (~1e-12)
+        np.testing.assert_allclose(exe([x, y])[0], run_graph(b.graph, [x, y])[0], atol=1e-9)
+    runs = [c for _, c in exe._calls if isinstance(c, runtime.Run)]
+    assert runs and exe.stats["python_calls"] < exe.stats["steps_per_call"]
+    assert {c.threaded.count for r in runs for c in r.calls} == {1, 2}
+    assert not any(isinstance(c, runtime.Launch) and c.threaded.count == 1
+                   for _, c in exe._bound)  # alone, a one-thread call is called directly
+    kernel, sig, args, address, _ = _launchable()
+    fc = runtime.FastCall(kernel)
+    fc(*args, 0, 1)
+    calls = [runtime.Threaded(fc, n).bind((*args[:5], n == 2)) for n in (1, 2, 1)]
+    for c in calls:
+        c.block = runtime.launch.pack(sig, c.args)
+        c.block_address, c.address = c.block.ctypes.data, address
+    with pytest.raises(ValueError, match="part 1 refused"):
+        runtime.Run(calls)()
 
 
 def test_only_arrays_and_numbers_are_packed_for_a_trampoline():

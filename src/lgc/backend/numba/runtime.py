@@ -9,10 +9,11 @@ handed to the user are never overwritten.
 
 Since those buffers are the same arrays on every call, so are most steps' arguments: a call
 made only of them (and of pinned inputs: a train step's parameters) is built once, a view of
-them is taken once, and a constant is written once (`_prebind`). A call then runs the prepared
-kernel entry points one after another (MLP train step: 47 steps -> 21 calls, 15 of them
-prepared), and the rest of the steps as before. An executable nobody pins pins, by itself,
-the inputs a caller keeps passing as the same arrays (`_watch`).
+them is taken once, and a constant is written once (`_prebind`). Prepared calls that follow
+one another run as one compiled call (`Run`: the pool's threads take each call's parts, no
+Python between calls), and the rest of the steps as before (MLP train step: 47 steps -> 19
+calls, all prepared -> 3 calls from Python). An executable nobody pins pins, by itself, the
+inputs a caller keeps passing as the same arrays (`_watch`).
 """
 
 from __future__ import annotations
@@ -80,16 +81,19 @@ class FastCall:
 class Serial:
     """A kernel taking (t, T) last, called on one thread."""
 
-    __slots__ = ("fc",)
+    __slots__ = ("fc", "one")
 
     def __init__(self, fc: FastCall):
         self.fc = fc
+        self.one = Threaded(fc, 1)  # its prepared calls, launched in a `Run` with others
 
     def __call__(self, *args):
         return self.fc(*args, 0, 1)
 
-    def bind(self, args) -> Callable[[], object]:
-        return self.fc.bind((*args, 0, 1))
+    def bind(self, args, batch: list | None = None) -> Callable[[], object]:
+        """Prepared like a threaded kernel's call (one part), so that it can join a `Run`;
+        a call that joins none gets its direct call back (`NumbaExecutable._make_runs`)."""
+        return Launch(self.one, args, batch)
 
 
 class Threaded:
@@ -122,8 +126,13 @@ class Threaded:
     def launch(self, address: int, block: int, args) -> None:
         """The call on `args`, packed at `block`, through the trampoline at `address`."""
         if threads.launch(address, block, self.count):
-            threads.run(self.fc, self.count, *args)  # raises the kernel's own error
-            raise RuntimeError("a kernel failed in a thread of the pool")
+            self.failed(args)
+
+    def failed(self, args) -> None:
+        """After a launched call on `args` reported an error: the call again through Python,
+        which raises the kernel's own error."""
+        threads.run(self.fc, self.count, *args)
+        raise RuntimeError("a kernel failed in a thread of the pool")
 
     def bind(self, args, batch: list | None = None) -> Callable[[], object]:
         return Launch(self, args, batch)
@@ -156,6 +165,26 @@ class Launch:
                 self.block = np.zeros(0, np.int64)
 
 
+class Run:
+    """Prepared calls that follow one another in a program, run by one compiled call
+    (`threads.launch_program`): no Python between them (~2 us a call saved: the MLP train
+    step's 19 calls are 2 runs)."""
+
+    __slots__ = ("calls", "program", "count")
+
+    def __init__(self, calls: list[Launch]):
+        self.calls = calls
+        self.program = np.array([(c.address, c.block_address, c.threaded.count) for c in calls],
+                                np.int64)
+        self.count = max(c.threaded.count for c in calls)
+
+    def __call__(self):
+        done = threads.launch_program(self.program, self.count)
+        if done < len(self.calls):
+            failed = self.calls[done]
+            failed.threaded.failed(failed.args)
+
+
 def _prepare(calls: list[Launch]) -> None:
     """Pack each call's arguments and point it at its kernel's trampoline; a call that cannot
     be launched (an argument not an array or a number) keeps going through Python."""
@@ -178,7 +207,7 @@ def on_threads(fn: FastCall, count: int, work: int = 0) -> Serial | Threaded:
 
 
 def _bind(fn, args, launches: list) -> Callable[[], object]:
-    if isinstance(fn, Threaded):
+    if isinstance(fn, (Threaded, Serial)):
         return fn.bind(args, launches)
     bind = getattr(fn, "bind", None)
     return bind(args) if bind is not None else partial(fn, *args)
@@ -664,9 +693,41 @@ class NumbaExecutable:
             else:
                 plan.append((step, call))
         self._template, self._bound = env, plan
+        self._launches, self._calls, self._runs_made = launches, plan, False
         staged = {k for k, _ in self._staged}
         self._unpinned = [k for k in range(len(self.optimized.inputs))
                           if k not in self._pinned and k not in staged]
+
+    _launches: list = []  # the prepared calls of `_bound` that are `Launch`es
+    _calls: list = []  # what a call runs: `_bound` with its runs of launches merged
+    _runs_made = True
+
+    def _make_runs(self) -> None:
+        """Once every launch is prepared (after the first call): consecutive prepared calls
+        become one `Run` each in `_calls`; a one-part call that joins none gets back its
+        direct call (cheaper alone than a launch), in `_bound` too, which keeps one call per
+        step (tools/bench.py --profile times those)."""
+        def alone(call):
+            if isinstance(call, Launch) and call.threaded.count == 1:
+                return call.threaded.fc.bind((*call.args, 0, 1))
+            return call
+        calls, run = [], []
+
+        def close():
+            if len(run) > 1:
+                calls.append((run[0][0], Run([c for _, c in run])))
+            else:
+                calls.extend((st, alone(c)) for st, c in run)
+            run.clear()
+        for step, call in self._bound:
+            if isinstance(call, Launch) and call.address:
+                run.append((step, call))
+                continue
+            close()
+            calls.append((step, alone(call)))
+        close()
+        self._bound = [(step, alone(call)) for step, call in self._bound]
+        self._calls, self._runs_made = calls, True
 
     def _stage(self) -> list[tuple[int, np.ndarray]]:
         """A buffer of its own for each small input that is not pinned (a batch): every call
@@ -796,7 +857,9 @@ class NumbaExecutable:
                     else:
                         step.run(env)
             else:
-                for step, call in self._bound:
+                if not self._runs_made and all(c.block is not None for c in self._launches):
+                    self._make_runs()
+                for step, call in self._calls:
                     if call is None:
                         step.run(env)
                     else:
@@ -840,6 +903,8 @@ class NumbaExecutable:
             "numpy_steps": sorted({s.node.op.name for s in self._steps if s.kind == "numpy"}),
             # steps a call runs (views on fixed buffers and constants are done once)
             "steps_per_call": len(self._bound),
+            # compiled calls from Python per call (a `Run` of prepared calls counts one)
+            "python_calls": len(self._calls),
             "workspace_bytes": self.workspace_bytes,
             # "kernels": some kernel runs on lgc's pool (BLAS single-threaded during a call);
             # "none": every step on the caller's thread (BLAS keeps its threads)

@@ -2,7 +2,8 @@
 `fn(*args, t, count)` for t in range(count), the caller taking t = 0, and returns when all are
 done. Kernels compiled with nogil release the GIL, so the calls run at once. `launch(address,
 block, count)` does the same for a prepared call through a trampoline (launch.py): the
-workers run it from compiled code, without the GIL.
+workers run it from compiled code, without the GIL; `launch_program(program, count)` runs a
+sequence of them, each posted from compiled code as soon as the last is done.
 
 Why not Numba's `prange`: a parallel kernel compiles 2-4x slower than the same kernel serial
 (the parfor pipeline outlines and re-types its body: measured +2 s per convolution kernel, and
@@ -46,11 +47,43 @@ IDLE, NATIVE, PYTHON, ASLEEP = 0, 1, 2, -1
 FLAGS = np.zeros((MAX_WORKERS, 16), np.int64)
 
 
-SERVE, WAIT, POST, FINISH = range(4)  # what `_pool` does
+SERVE, WAIT, POST, FINISH, RUN = range(5)  # what `_pool` does
+# how a RUN stopped, in the low bits of its result (the call it stopped at above them)
+RAN, ASLEEP_AT, FAILED_AT, LOST_AT = range(4)
+
+
+def _post(pad: str) -> str:
+    """Source: post `fn` on `block` to workers 0..count-2 as parts 1..count-1, counting in
+    `asleep` those found asleep (each marked in WAKE, for Python to wake)."""
+    return f"""{pad}asleep = 0
+{pad}for u in range(count - 1):
+{pad}    f = flags[u]
+{pad}    f[{FN}], f[{BLOCK}], f[{PART}], f[{PARTS}], f[{DONE}] = fn, block, u + 1, count, 0
+{pad}    f[{WAKE}] = not compare_swap(f, {STATE}, {IDLE}, {NATIVE})
+{pad}    asleep += f[{WAKE}]
+"""
+
+
+def _finish(pad: str) -> str:
+    """Source: run part 0 of `fn` on `block`, then wait for the workers' ends (yielding the
+    core after `a` turns, giving up after `b` yields); `status` the parts' (-1: lost)."""
+    return f"""{pad}status = call_trampoline(fn, block, 0, count)
+{pad}for u in range(count - 1):
+{pad}    f = flags[u]
+{pad}    turns = 0
+{pad}    while load_acquire(f, {DONE}) == 0 and status >= 0:
+{pad}        turns += 1
+{pad}        if turns > a:
+{pad}            sched_yield()
+{pad}            if turns > a + b:
+{pad}                status = -1
+{pad}    if status >= 0:
+{pad}        status |= f[{STATUS}]
+"""
 
 
 def _pool_source(x86: bool) -> str:
-    """The pool's compiled side, one function (one compile) doing one of four things on
+    """The pool's compiled side, one function (one compile) doing one of five things on
     flags = FLAGS (its row w: a worker's):
     SERVE (a worker): run the calls launched to it until a Python one comes (returns PYTHON)
       or none comes for `a` cycles (returns ASLEEP, the state set so by compare-and-swap);
@@ -59,11 +92,15 @@ def _pool_source(x86: bool) -> str:
       as parts 1..count-1; returns how many were asleep (each marked in WAKE, to be woken);
     FINISH (the same caller): run part 0, then wait for the workers' ends (yielding its core
       after `a` turns, giving up after `b` yields: a worker that never ends is a bug, better
-      reported than hung, -1); returns the parts' status (nonzero: a part raised).
+      reported than hung, -1); returns the parts' status (nonzero: a part raised);
+    RUN (a caller): the prepared calls of `program` (rows of trampoline, block, threads) from
+      row `fn` on, each posted and finished as above (one thread: run in place); returns
+      4·i + RAN when all ran (i their count), or 4·i + why it stopped at row i: ASLEEP_AT (a
+      worker to wake: the call is posted), FAILED_AT (a part raised), LOST_AT (a worker lost).
     Deadlines run on the cycle counter (x86: llvm.readcyclecounter is RDTSC) or on a count of
     turns elsewhere (~0.3 ns a turn on the x86 here)."""
     start, waited = ("cycles()", "cycles() - start") if x86 else ("0", "turns")
-    return f"""def kernel(flags, w, op, fn, block, count, a, b):
+    return f"""def kernel(flags, program, w, op, fn, block, count, a, b):
     if op == {SERVE}:
         f = flags[w]
         while True:
@@ -88,25 +125,20 @@ def _pool_source(x86: bool) -> str:
                 return 0
         return 1
     if op == {POST}:
-        asleep = 0
-        for u in range(count - 1):
-            f = flags[u]
-            f[{FN}], f[{BLOCK}], f[{PART}], f[{PARTS}], f[{DONE}] = fn, block, u + 1, count, 0
-            f[{WAKE}] = not compare_swap(f, {STATE}, {IDLE}, {NATIVE})
-            asleep += f[{WAKE}]
-        return asleep
-    status = call_trampoline(fn, block, 0, count)
-    for u in range(count - 1):
-        f = flags[u]
-        turns = 0
-        while load_acquire(f, {DONE}) == 0:
-            turns += 1
-            if turns > a:
-                sched_yield()
-                if turns > a + b:
-                    return -1
-        status |= f[{STATUS}]
-    return status
+{_post(" " * 8)}        return asleep
+    if op == {RUN}:
+        i = fn
+        while i < program.shape[0]:
+            fn, block, count = program[i, 0], program[i, 1], program[i, 2]
+{_post(" " * 12)}            if asleep:
+                return 4 * i + {ASLEEP_AT}
+{_finish(" " * 12)}            if status < 0:
+                return 4 * i + {LOST_AT}
+            if status:
+                return 4 * i + {FAILED_AT}
+            i += 1
+        return 4 * i + {RAN}
+{_finish(" " * 4)}    return status
 """
 
 
@@ -114,16 +146,20 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 _POOL_FN: list = []
 
 
+_NO_PROGRAM = np.zeros((0, 3), np.int64)
+
+
 def _pool(w: int, op: int, fn: int = 0, block: int = 0, count: int = 0, a: int = 0,
-          b: int = 0) -> int:
+          b: int = 0, program: np.ndarray = _NO_PROGRAM) -> int:
     """`_pool_source`'s function on FLAGS (compiled once, cached on disk; typing skipped)."""
     if not _POOL_FN:
         from .compile import load_kernel
 
         kernel = load_kernel(_pool_source(_X86), {"cache": True, "nogil": True})
-        kernel.compile(tuple(kernel.typeof_pyval(v) for v in (FLAGS, 0, 0, 0, 0, 0, 0, 0)))
+        kernel.compile(tuple(kernel.typeof_pyval(v)
+                             for v in (FLAGS, _NO_PROGRAM, 0, 0, 0, 0, 0, 0, 0)))
         _POOL_FN.append(kernel.overloads[kernel.signatures[0]].entry_point)
-    return _POOL_FN[0](FLAGS, w, op, fn, block, count, a, b)
+    return _POOL_FN[0](FLAGS, program, w, op, fn, block, count, a, b)
 
 
 def _forget_after_fork() -> None:
@@ -227,5 +263,37 @@ def launch(address: int, block: int, count: int) -> int:
                     worker.post(NATIVE)
         status = _pool(0, FINISH, address, block, count, WAIT_SPINS, PATIENCE)
     if status < 0:
-        raise RuntimeError("threads.launch: a worker of lgc's pool never finished its part")
+        raise _lost()
     return status
+
+
+def _lost() -> RuntimeError:
+    return RuntimeError("threads: a worker of lgc's pool never finished its part")
+
+
+def launch_program(program: np.ndarray, count: int) -> int:
+    """The prepared calls of `program` (int64 rows: trampoline address, block address,
+    threads), one after another in compiled code: each call's parts on its threads (at most
+    `count`), the caller taking part 0, the next call posted as soon as every part of the
+    last is done. Python steps in only to wake a sleeping worker. Returns the number of
+    calls run: all of them, or the index of the one that raised (those after it not run)."""
+    n = len(program)
+    i = 0
+    with _LOCK:
+        workers = _workers(count)
+        while i < n:
+            r = _pool(0, RUN, i, a=WAIT_SPINS, b=PATIENCE, program=program)
+            i, why = divmod(r, 4)
+            if why == ASLEEP_AT:  # posted: wake the sleepers, finish it here, go on
+                for worker in workers[:program[i, 2] - 1]:
+                    if worker.flags[WAKE]:
+                        worker.post(NATIVE)
+                fn, block, parts = (int(v) for v in program[i])
+                status = _pool(0, FINISH, fn, block, parts, WAIT_SPINS, PATIENCE)
+                why = LOST_AT if status < 0 else FAILED_AT if status else RAN
+                i += why == RAN
+            if why == LOST_AT:
+                raise _lost()
+            if why == FAILED_AT:
+                return i
+    return n
