@@ -407,6 +407,29 @@ def test_the_pools_watches_see_a_flag_and_give_up_after_their_bound(x86):
     assert pool(flags, th._NO_PROGRAM, 0, th.SERVE, 0, 0, 0, 10_000, 0) == th.PYTHON
 
 
+def test_the_caller_takes_back_a_part_no_worker_has_taken():
+    """A part posted to a worker that does not come for it (descheduled by another process's
+    load, still waking; here: no thread serves these flags at all) is taken back by the
+    caller once its own part is done and run there, instead of waiting for the worker; a
+    part a worker has taken is waited for."""
+    from lgc.backend.numba import threads as th
+    from lgc.backend.numba.compile import load_kernel
+
+    pool = load_kernel(th._pool_source(th._X86), {"cache": True, "nogil": True})
+    kernel, sig, args, address, block = _launchable()
+    out, x, m = args[:3]
+    flags = np.zeros((2, 16), np.int64)
+    out[:] = 0
+    assert pool(flags, th._NO_PROGRAM, 0, th.POST, address, block.ctypes.data, 3, 0, 0) == 0
+    assert list(flags[:, th.STATE]) == [th.NATIVE, th.NATIVE]
+    flags[1, th.STATE] = th.IDLE  # as if worker 1 had taken part 2 ...
+    flags[1, th.DONE] = 1  # ... and finished it (its output left at zero)
+    status = pool(flags, th._NO_PROGRAM, 0, th.FINISH, address, block.ctypes.data, 3, 100, 100)
+    assert status == 0 and flags[0, th.STATE] == th.IDLE
+    want = [(x[::2].sum() + m[t % 2, 1]) * 0.5 + 2.0 for t in range(2)]
+    np.testing.assert_allclose(out[:, 0], [*want, 0])  # parts 0 and 1 here, 2 not run again
+
+
 _PARTS = """def kernel(out, x, m, scale, shift, flag, t, T):
     if flag and t == 1:
         raise ValueError("part 1 refused")
@@ -964,3 +987,29 @@ def test_step_barrier_raises_when_a_partner_never_arrives():
     sync = np.zeros(2 * SYNC_STRIDE, np.int64)
     sync[SYNC_STRIDE] = 1  # the partner has finished step 1 already
     assert alone(sync) == 0
+
+
+def test_a_long_wait_at_the_step_barrier_leaves_the_core():
+    """Past its spins and yields, a thread waiting for its partner naps: a yield would keep it
+    runnable, and a busy process sharing the cores would then run out its time slice before
+    the partner runs (the LSTM train step beside one busy process: 11-16 -> 8-10 ms). The
+    wait uses a small share of the CPU time it lasts."""
+    import time
+
+    import numba
+
+    from lgc.backend.numba.intrinsics import NAP_US, SPINS, SYNC_STRIDE, YIELDS, step_barrier
+
+    @numba.njit(nogil=True)
+    def alone(sync, patience):
+        step_barrier(sync, 0, 2, 1, patience)
+        return 0
+
+    sync = np.zeros(2 * SYNC_STRIDE, np.int64)
+    with pytest.raises(RuntimeError):
+        alone(sync, 1)  # compiled (and failing at once) before it is timed
+    wall, cpu = time.perf_counter(), time.process_time()
+    with pytest.raises(RuntimeError, match="never arrived"):
+        alone(sync, YIELDS + 100 * (NAP_US + 1))  # about 100 naps
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert wall > 100 * NAP_US * 1e-6 and cpu < 0.5 * wall, (wall, cpu, SPINS)

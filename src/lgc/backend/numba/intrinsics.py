@@ -464,8 +464,28 @@ def compare_swap(typingctx, arr, i, expected, new):
     return types.boolean(arr, i, expected, new), codegen
 
 
+@intrinsic
+def nap(typingctx, us):
+    """The POSIX usleep(us), by symbol name: a wait that leaves the core (at least ~50 us on
+    Linux, its timer slack)."""
+    if not isinstance(us, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(ir.IntType(32), [ir.IntType(32)]),
+                                            "usleep")
+        builder.call(fn, [builder.trunc(context.cast(builder, args[0], us, types.int64),
+                                        ir.IntType(32))])
+        return context.get_dummy_value()
+
+    return types.none(us), codegen
+
+
 SYNC_STRIDE = 16  # int64 slots between two threads' counters: one cache line each
 SPINS = 4000  # spins before a waiting thread also yields its core (to a descheduled partner)
+YIELDS = 200  # yields (~0.5 us each when the core has nothing else to run) before it naps
+NAP_US = 50  # a nap: the core goes to others (a busy process's), the sleeper is run first
 PATIENCE = 20_000_000  # yields (~1 us each, so ~20 s) before a wait is taken for a dead partner
 
 
@@ -481,10 +501,17 @@ def step_barrier(sync, t, count, step, patience=PATIENCE):
         spins = 0
         while load_acquire(sync, u * SYNC_STRIDE) < step:
             spins += 1
-            if spins > SPINS:
+            if spins > SPINS + YIELDS:
+                # the partner is not running: a busy process holds its core. Sleeping
+                # (not yielding: a yield keeps this thread runnable, and the scheduler then
+                # lets the busy process's slice run out, milliseconds) gets it run first on
+                # waking, like the partner after its own waits
+                nap(NAP_US)
+                spins += NAP_US
+            elif spins > SPINS:
                 sched_yield()
-                if spins > SPINS + patience:
-                    raise RuntimeError("step_barrier: a thread of this kernel never arrived")
+            if spins > SPINS + patience:
+                raise RuntimeError("step_barrier: a thread of this kernel never arrived")
 
 
 @intrinsic
