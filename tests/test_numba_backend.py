@@ -263,11 +263,13 @@ def test_inputs_passed_again_and_again_are_pinned_by_the_executable_itself(monke
     in place): after PIN_AFTER calls the executable pins them and builds their steps once,
     reading what they hold on each call; another array there unpins it; an array not as the
     program wants it (F order) is never pinned; a caller that keeps alternating stops the
-    watching after MAX_REPINS changes. Every call gives the reference's result. (Staging,
-    which would prepare these small inputs' steps anyway, is off.)"""
+    watching after MAX_REPINS changes. Every call gives the reference's result. (Staging
+    and copying small outputs out, which would prepare these small values' steps anyway,
+    are off.)"""
     from lgc.backend.numba import runtime
 
     monkeypatch.setattr(runtime, "STAGE_MAX_BYTES", 0)
+    monkeypatch.setattr(runtime, "COPY_OUT_MAX_BYTES", 0)
     rng = np.random.default_rng(5)
     w, x = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
     b = Builder(Graph("watched"))

@@ -606,6 +606,35 @@ def test_a_programs_prepared_calls_run_as_runs_and_still_raise_their_own_errors(
         runtime.Run(calls)()
 
 
+def test_a_small_output_is_computed_in_a_buffer_and_handed_out_as_a_copy(monkeypatch):
+    """A loss-sized output written by a kernel gets a buffer like any value (its step is
+    prepared and joins the run), and each call hands out a copy of it: a result the caller
+    kept is never overwritten. Every kernel's trampoline is made in one build."""
+    from lgc.backend.numba import launch, runtime
+
+    made = []
+    real = launch.trampolines
+    monkeypatch.setattr(launch, "trampolines", lambda ks: made.append(len(ks)) or real(ks))
+    x = RNG.normal(size=(64, 32))
+    b = Builder(Graph("loss"))
+    (xv,) = emit_inputs(b, [x])
+    h = b.emit("tanh", xv)
+    loss = b.emit("reduce_sum", b.emit("mul", h, h), axes=(0, 1))
+    b.graph.outputs = [b.emit("sin", loss), b.emit("exp", xv)]
+    exe = NumbaExecutable(b.graph)
+    assert len(exe._copy_out) == 1 and exe._copy_out[0] == 0
+    kept = []
+    for _ in range(4):
+        x = RNG.normal(size=x.shape)
+        out = exe([x])
+        kept.append((out[0], np.sin((np.tanh(x) ** 2).sum())))
+    assert all(c is not None for _, c in exe._bound[:2])  # the loss's steps are prepared
+    for got, want in kept:
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert made[0] == len(exe._split) == 3  # the first build makes them all
+    assert isinstance(exe._calls[0][1], runtime.Run)
+
+
 def test_only_arrays_and_numbers_are_packed_for_a_trampoline():
     from numba import types
 

@@ -9,7 +9,7 @@ thread costs 20-60 us on a VM, every call. Through a trampoline, a call on two t
 a few microseconds more than on one.
 
 The trampoline (`i32 tramp(i8* block, i64 t, i64 T)`, LLVM IR built with llvmlite and compiled
-by Numba's JIT: ~8 ms alone, ~3.5 ms each when a program's are compiled together) loads each
+unoptimized by an MCJIT engine of its own: ~1 ms each, a program's together) loads each
 argument from the block (arrays as Numba's array structs: meminfo and parent null, size,
 itemsize, data, shape, strides), calls the kernel's
 compiled function by address with Numba's calling convention, and returns 1 when the kernel
@@ -76,8 +76,7 @@ def trampoline(dispatcher, sig) -> int:
 
 def trampolines(kernels: list[tuple]) -> list[int]:
     """The addresses of trampolines for (dispatcher, signature) pairs, each made once per
-    overload; the new ones compiled together (one module: ~8 ms, about what one costs
-    alone)."""
+    overload; the new ones compiled together (one module: ~1 ms a trampoline)."""
     import llvmlite.binding as llvm
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
@@ -95,10 +94,13 @@ _MADE: dict[tuple, int] = {}
 
 
 def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
-    codegen = ctx.codegen()
-    first = next(_COUNTER)
-    library = codegen.create_library(f"lgc_trampolines_{first}")
-    module = library.create_ir_module(f"lgc_trampolines_{first}")
+    """Compile trampolines for `kernels` in one module of their own, unoptimized (each is a
+    few loads and a call: LLVM's optimizer and Numba's library machinery cost ~10 ms a
+    trampoline, this ~0.5), calling each kernel at its address; returns their addresses."""
+    from llvmlite import ir
+
+    module = ir.Module(f"lgc_trampolines_{next(_COUNTER)}")
+    module.triple = llvm.get_process_triple()
     names = []
     for dispatcher, sig in kernels:
         cres = dispatcher.overloads[tuple(sig)]
@@ -106,23 +108,25 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
         target = cres.library.get_pointer_to_function(fndesc.llvm_func_name)
         if not target:
             raise RuntimeError(f"launch: no address for {fndesc.llvm_func_name}")
-        alias = f"lgc_launch_target_{next(_COUNTER)}"
-        llvm.add_symbol(alias, target)
-        names.append(_define(module, ctx, fndesc, alias))
-    library.add_ir_module(module)
-    library.finalize()
-    _KEEP.append(library)
-    return [library.get_pointer_to_function(name) for name in names]
+        names.append(_define(module, ctx, fndesc, target))
+    parsed = llvm.parse_assembly(str(module))
+    machine = llvm.Target.from_triple(module.triple).create_target_machine(
+        opt=0, codemodel="jitdefault")
+    engine = llvm.create_mcjit_compiler(parsed, machine)
+    engine.finalize_object()
+    _KEEP.append(engine)
+    return [engine.get_function_address(name) for name in names]
 
 
-def _define(module, ctx, fndesc, alias: str) -> str:
-    """`i32 <alias>_tramp(i8* block, i64 t, i64 T)` in `module`, calling the function named
-    `alias` (fndesc's, by Numba's calling convention); returns its name."""
+def _define(module, ctx, fndesc, target: int) -> str:
+    """`i32 tramp_<n>(i8* block, i64 t, i64 T)` in `module`, calling the function at address
+    `target` (fndesc's, by Numba's calling convention); returns its name."""
     from llvmlite import ir
     from numba import types
 
     i8p, i64 = ir.IntType(8).as_pointer(), ir.IntType(64)
-    fn = ir.Function(module, ir.FunctionType(ir.IntType(32), [i8p, i64, i64]), f"{alias}_tramp")
+    fn = ir.Function(module, ir.FunctionType(ir.IntType(32), [i8p, i64, i64]),
+                     f"lgc_tramp_{next(_COUNTER)}")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     block, t, count = fn.args
     argtys = list(fndesc.argtypes)
@@ -133,7 +137,8 @@ def _define(module, ctx, fndesc, alias: str) -> str:
         values.append(builder.load(ptr, align=_WORD))
         offset += _words(ty)
     values += [ctx.cast(builder, v, types.int64, ty) for v, ty in zip((t, count), argtys[-2:])]
-    callee = ir.Function(module, ctx.call_conv.get_function_type(fndesc.restype, argtys), alias)
+    fnty = ctx.call_conv.get_function_type(fndesc.restype, argtys)
+    callee = builder.inttoptr(i64(target), fnty.as_pointer())
     status, _ = ctx.call_conv.call_function(builder, callee, fndesc.restype, argtys, values)
     builder.ret(builder.zext(status.is_error, ir.IntType(32)))
     return fn.name

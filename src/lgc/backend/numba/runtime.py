@@ -40,6 +40,7 @@ FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
 PIN_AFTER = 2  # calls with the same array in an input before the executable pins it
 MAX_REPINS = 8  # changes of the pinned set before it stays as it is
 STAGE_MAX_BYTES = 1 << 20  # unpinned inputs up to this size are copied into buffers (`_stage`)
+COPY_OUT_MAX_BYTES = 4096  # kernel-written outputs up to this size are copied out of buffers
 
 
 _DRY_RUN = threading.local()  # .record: this thread's dry-run recorder (prebuild.py), if any
@@ -101,13 +102,16 @@ class Threaded:
     call through Python (compiling it), later ones launched through its trampoline, on a
     block packed once for a prepared call (`bind`) or for each call otherwise."""
 
-    __slots__ = ("fc", "count", "small", "address")
+    __slots__ = ("fc", "count", "small", "address", "python_calls")
 
     def __init__(self, fc: FastCall, count: int, small: bool = False):
         # small: too little work to pay for a call that is not prepared (its arguments
         # packed anew: ~1 us an array); such a call runs as part (0, 1), on one thread
         self.fc, self.count, self.small = fc, count, small
-        self.address = 0  # its trampoline, once the kernel is compiled
+        # its trampoline: made with the executable's others (`_make_trampolines`), or by
+        # itself at its second call through Python (a kernel called on its own)
+        self.address = 0
+        self.python_calls = 0
 
     def __call__(self, *args):
         if getattr(_DRY_RUN, "record", None) is not None:
@@ -119,8 +123,9 @@ class Threaded:
             self.fc(*args, 0, 1)
         else:
             threads.run(self.fc, self.count, *args)
+            self.python_calls += 1
             sig = getattr(self.fc, "sig", None)
-            if sig is not None and launch.packable(sig):
+            if self.python_calls > 1 and sig is not None and launch.packable(sig):
                 self.address = launch.trampoline(self.fc.fn, sig)
 
     def launch(self, address: int, block: int, args) -> None:
@@ -353,6 +358,7 @@ class NumbaExecutable:
         # One set of threads at a time: BLAS's spin-wait between calls, so the kernels (on
         # lgc's pool) get the cores, and BLAS runs single-threaded during a call
         self._threaded = False  # some kernel runs on several threads
+        self._split = []
         self._steps = [self._step(n) for n in self.optimized.nodes]
         self._plan_buffers()
         n = len(self.optimized.inputs)
@@ -368,13 +374,21 @@ class NumbaExecutable:
     # --- building -----------------------------------------------------------------------------
 
     def _values_reaching_outputs(self) -> set[Value]:
-        """Values whose memory a graph output may share (views): they are allocated per call."""
-        fresh = set(self.optimized.outputs)
+        """Values whose memory a graph output may share (views): they are allocated per call.
+        Not a small output that a kernel writes (`_copied_out`, a loss): it gets a buffer like
+        any value, and each call hands out a copy of it, so that its step is prepared too
+        (and joins the run of prepared calls around it)."""
+        writer = {o: n for n in self.optimized.nodes for o in n.outputs}
+        small = {v for v in self.optimized.outputs if v in writer
+                 and self._owns_outputs(writer[v])
+                 and v.type.size * np_dtype(v.dtype).itemsize <= COPY_OUT_MAX_BYTES}
+        fresh = set(self.optimized.outputs) - small
         for n in reversed(self.optimized.nodes):
             if self._owns_outputs(n):
                 continue  # kernels write into their own buffers, never alias inputs
             if any(o in fresh for o in n.outputs):
                 fresh.update(n.inputs)
+        self._copied_out = small - fresh  # none that another output views
         return fresh
 
     def _kernel(self, node: Node, source: str, ops: list[str], flags=None) -> Kernel:
@@ -499,7 +513,24 @@ class NumbaExecutable:
 
     def _on_threads(self, fn, count: int, work: int = 0):
         self._threaded |= count > 1
-        return on_threads(fn, count, work)
+        f = on_threads(fn, count, work)
+        self._split.append(f)
+        return f
+
+    _split: list = []  # the kernels taking (t, T) (Serial, Threaded): each one's trampoline
+
+    def _make_trampolines(self) -> None:
+        """The trampolines of every kernel that takes (t, T), in one build at the first call
+        after the warm-up (LeNet's first step spent 0.19 s on them, made one by one as
+        calls needed them; together, 0.04 s)."""
+        self._trampolines_made = True
+        ready = [f for f in self._split if f.fc.sig is not None and launch.packable(f.fc.sig)]
+        addresses = launch.trampolines([(f.fc.fn, f.fc.sig) for f in ready])
+        for f, address in zip(ready, addresses):
+            if isinstance(f, Threaded):
+                f.address = address
+
+    _trampolines_made = False
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
@@ -531,7 +562,7 @@ class NumbaExecutable:
                      if o not in self._fresh}
         allocate = lambda v: np.empty(v.shape, np_dtype(v.dtype))  # noqa: E731
         plan = plan_buffers(nodes, writes, [not w for w in writes], allocate,
-                            skip=self._fresh | constants)
+                            skip=self._fresh | constants, live_to_end=self._copied_out)
         plan.update({v: allocate(v) for v in constants})
         self._elided = self._concatenate_in_place(plan, allocate)
         self._buffers: dict[int, np.ndarray] = {self._index[v]: b for v, b in plan.items()}
@@ -590,6 +621,8 @@ class NumbaExecutable:
         self._prebind()
 
     _donated: dict[int, int] = {}
+    _copied_out: set = set()  # small outputs written into buffers, copied out (see below)
+    _copy_out: list[int] = []  # their positions among the outputs (not those donated)
 
     def pin(self, arrays: dict[int, np.ndarray]) -> None:
         """Input k will be the array `arrays[k]` on every call (a train step's parameters and
@@ -694,6 +727,8 @@ class NumbaExecutable:
                 plan.append((step, call))
         self._template, self._bound = env, plan
         self._launches, self._calls, self._runs_made = launches, plan, False
+        self._copy_out = [k for k, v in enumerate(self.optimized.outputs)
+                          if v in self._copied_out and self._index[v] not in self._donated]
         staged = {k for k, _ in self._staged}
         self._unpinned = [k for k in range(len(self.optimized.inputs))
                           if k not in self._pinned and k not in staged]
@@ -857,6 +892,8 @@ class NumbaExecutable:
                     else:
                         step.run(env)
             else:
+                if not self._trampolines_made:
+                    self._make_trampolines()
                 if not self._runs_made and all(c.block is not None for c in self._launches):
                     self._make_runs()
                 for step, call in self._calls:
@@ -867,7 +904,10 @@ class NumbaExecutable:
         finally:
             if limit:
                 blas.set_threads(limit)
-        return [env[i] for i in self._outputs]
+        outs = [env[i] for i in self._outputs]
+        for k in self._copy_out:  # in a buffer the next call writes again
+            outs[k] = outs[k].copy()
+        return outs
 
     def _first_call(self, step, env) -> None:
         n, run, k = step.node, step.run, step.kernel
