@@ -74,6 +74,11 @@ class Lowering:
     # (a loop split by `split_loop`): a call that is not prepared then runs on one thread
     # below PYTHON_CALL_MIN_ELEMENTS; 0: always on `threads`
     work: int = 0
+    # a kernel whose threads meet at step barriers (`step_barrier`): their counters. The
+    # runtime runs it on one thread for a while when its calls on `threads` take longer than
+    # one thread would (a partner descheduled by other processes' load), and makes the
+    # counters equal again before the threads take it back
+    sync: Any = None
 
     def __post_init__(self):
         if self.call is None:

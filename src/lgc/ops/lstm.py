@@ -209,7 +209,7 @@ class LstmSeq(OpDef):
         # the lowering's own, the same arrays on every call (a call built once)
         hx = np.zeros((2, h + node.inputs[0].shape[0], _padded(n, dtype)), dtype)
         sync = _sync(count)
-        return Lowering(source=source, threads=count,
+        return Lowering(source=source, threads=count, sync=sync,
                         args=lambda ins, outs: [*ins, *outs, hx, sync])
 
     def samples(self, rng):
@@ -339,7 +339,7 @@ class LstmSeqBackward(OpDef):
         # [S's leading T·N columns; X]^T, each part padded to whole registers
         bt = np.empty((tn, _whole(h, dtype) + _whole(d, dtype)), dtype)
         sync = _sync(count)
-        return Lowering(source=source, threads=count,
+        return Lowering(source=source, threads=count, sync=sync,
                         args=lambda ins, outs: [*outs, *ins, gb, bt, sync])
 
     def samples(self, rng):

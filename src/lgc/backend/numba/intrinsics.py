@@ -484,9 +484,12 @@ def nap(typingctx, us):
 
 SYNC_STRIDE = 16  # int64 slots between two threads' counters: one cache line each
 SPINS = 4000  # spins before a waiting thread also yields its core (to a descheduled partner)
-YIELDS = 200  # yields (~0.5 us each when the core has nothing else to run) before it naps
-NAP_US = 50  # a nap: the core goes to others (a busy process's), the sleeper is run first
 PATIENCE = 20_000_000  # yields (~1 us each, so ~20 s) before a wait is taken for a dead partner
+# At a step barrier: spins (~30-60 us) before a waiting thread naps, never yielding: beside
+# a busy process a yield hands it the rest of the time slice (an LSTM train step beside two:
+# 240 ms, a slice per barrier; with naps, ~17 ms); a nap leaves the core and costs ~60 us
+BARRIER_SPINS = 100_000
+NAP_US = 50
 
 
 @njit(nogil=True, cache=False, inline="always")
@@ -494,23 +497,17 @@ def step_barrier(sync, t, count, step, patience=PATIENCE):
     """Thread t of `count` has finished `step`; returns once every thread has. `sync` holds
     count counters SYNC_STRIDE apart, all equal (say v) when the call starts, and steps count
     from v + 1 (a kernel reads v first: the counters serve call after call). A partner that
-    never arrives (its part of the kernel failed) raises here after `patience` yields instead
-    of hanging the program."""
+    never arrives (its part of the kernel failed) raises here after `patience` yields
+    instead of hanging the program."""
     store_release(sync, t * SYNC_STRIDE, step)
     for u in range(count):
         spins = 0
         while load_acquire(sync, u * SYNC_STRIDE) < step:
             spins += 1
-            if spins > SPINS + YIELDS:
-                # the partner is not running: a busy process holds its core. Sleeping
-                # (not yielding: a yield keeps this thread runnable, and the scheduler then
-                # lets the busy process's slice run out, milliseconds) gets it run first on
-                # waking, like the partner after its own waits
+            if spins > BARRIER_SPINS:  # the partner is not running: see BARRIER_SPINS
                 nap(NAP_US)
                 spins += NAP_US
-            elif spins > SPINS:
-                sched_yield()
-            if spins > SPINS + patience:
+            if spins > BARRIER_SPINS + patience:
                 raise RuntimeError("step_barrier: a thread of this kernel never arrived")
 
 

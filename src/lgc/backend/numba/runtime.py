@@ -37,6 +37,7 @@ from . import blas, codegen, launch, threads
 from .compile import STATS, calls_blas, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
+SERIAL_CALLS, MAX_SERIAL_CALLS = 8, 512  # a barrier kernel's calls on one thread (`adapt`)
 PIN_AFTER = 2  # calls with the same array in an input before the executable pins it
 MAX_REPINS = 8  # changes of the pinned set before it stays as it is
 STAGE_MAX_BYTES = 1 << 20  # unpinned inputs up to this size are copied into buffers (`_stage`)
@@ -102,7 +103,8 @@ class Threaded:
     call through Python (compiling it), later ones launched through its trampoline, on a
     block packed once for a prepared call (`bind`) or for each call otherwise."""
 
-    __slots__ = ("fc", "count", "small", "address", "python_calls")
+    __slots__ = ("fc", "count", "small", "address", "python_calls", "parts", "sync", "fast",
+                 "serial", "slow", "serial_left", "backoff", "returned")
 
     def __init__(self, fc: FastCall, count: int, small: bool = False):
         # small: too little work to pay for a call that is not prepared (its arguments
@@ -112,6 +114,45 @@ class Threaded:
         # itself at its second call through Python (a kernel called on its own)
         self.address = 0
         self.python_calls = 0
+        self.parts = count  # the threads its next call runs on (`adapt`)
+        self.sync = None  # a kernel with step barriers: their counters (Lowering.sync)
+        self.fast = self.serial = self.slow = self.serial_left = 0
+        self.backoff, self.returned = SERIAL_CALLS, False
+
+    def adapt(self, took: int) -> int:
+        """After a call of a kernel with step barriers that took `took` cycles (0: unknown):
+        the threads for its next call. Beside other processes' load, a thread of the pool may
+        be descheduled while its partners wait for it at every step (an LSTM train step
+        beside one busy process took 13.6 ms with its kernels on two threads throughout,
+        11.7 with this; beside two, 16.8 and 13.6; alone, 3.6 both). Two calls in a row on
+        the threads slower than one thread would be (as measured on one thread last time;
+        until then, `count` times the fastest call on the threads) send the kernel to one
+        thread for `backoff` calls, doubled each time the threads' first calls back are
+        slow again; the counters are made equal before the threads take it back (a call on
+        one thread advances only the first)."""
+        if not took:
+            return self.parts
+        if self.parts == 1:
+            first = self.serial_left == self.backoff
+            self.serial = took if first else min(self.serial, took)
+            self.serial_left -= 1
+            if self.serial_left <= 0:
+                from .intrinsics import SYNC_STRIDE
+
+                counters = self.sync[:self.count * SYNC_STRIDE:SYNC_STRIDE]
+                counters[:] = counters.max()
+                self.parts, self.returned, self.slow = self.count, True, 0
+            return self.parts
+        self.fast = min(self.fast, took) if self.fast else took
+        if took <= (self.serial or self.count * self.fast):
+            self.slow, self.returned = 0, False
+            return self.parts
+        self.slow += 1
+        if self.slow >= 2:
+            self.backoff = min(2 * self.backoff, MAX_SERIAL_CALLS) if self.returned else \
+                SERIAL_CALLS
+            self.parts, self.serial_left, self.slow = 1, self.backoff, 0
+        return self.parts
 
     def __call__(self, *args):
         if getattr(_DRY_RUN, "record", None) is not None:
@@ -122,7 +163,7 @@ class Threaded:
         elif self.small:
             self.fc(*args, 0, 1)
         else:
-            threads.run(self.fc, self.count, *args)
+            threads.run(self.fc, self.parts, *args)
             self.python_calls += 1
             sig = getattr(self.fc, "sig", None)
             if self.python_calls > 1 and sig is not None and launch.packable(sig):
@@ -130,13 +171,13 @@ class Threaded:
 
     def launch(self, address: int, block: int, args) -> None:
         """The call on `args`, packed at `block`, through the trampoline at `address`."""
-        if threads.launch(address, block, self.count):
+        if threads.launch(address, block, self.parts):
             self.failed(args)
 
     def failed(self, args) -> None:
         """After a launched call on `args` reported an error: the call again through Python,
         which raises the kernel's own error."""
-        threads.run(self.fc, self.count, *args)
+        threads.run(self.fc, self.parts, *args)
         raise RuntimeError("a kernel failed in a thread of the pool")
 
     def bind(self, args, batch: list | None = None) -> Callable[[], object]:
@@ -163,7 +204,7 @@ class Launch:
         if self.address:
             threaded.launch(self.address, self.block_address, self.args)
             return
-        threads.run(threaded.fc, threaded.count, *self.args)
+        threads.run(threaded.fc, threaded.parts, *self.args)
         if self.block is None:  # once: the batch's compiled kernels (this one's included)
             _prepare([c for c in self.batch if c.block is None and c.threaded.fc.sig])
             if self.block is None:  # no compiled overload found: stays on Python's path
@@ -179,8 +220,8 @@ class Run:
 
     def __init__(self, calls: list[Launch]):
         self.calls = calls
-        self.program = np.array([(c.address, c.block_address, c.threaded.count) for c in calls],
-                                np.int64)
+        self.program = np.array([(c.address, c.block_address, c.threaded.parts, 0)
+                                 for c in calls], np.int64)
         self.count = max(c.threaded.count for c in calls)
 
     def __call__(self):
@@ -537,6 +578,8 @@ class NumbaExecutable:
         fn = FastCall(k.fn) if k else None
         if k is not None and lowering.threads is not None:
             fn = self._on_threads(fn, lowering.threads, lowering.work)
+            if lowering.sync is not None and isinstance(fn, Threaded):
+                fn.sync = lowering.sync
 
         kind, operands = ("kernel" if k else "blas"), lowering.args
         if k is not None and operands is not None:  # the kernel on views of the arrays
@@ -727,6 +770,7 @@ class NumbaExecutable:
                 plan.append((step, call))
         self._template, self._bound = env, plan
         self._launches, self._calls, self._runs_made = launches, plan, False
+        self._adaptive = []
         self._copy_out = [k for k, v in enumerate(self.optimized.outputs)
                           if v in self._copied_out and self._index[v] not in self._donated]
         staged = {k for k, _ in self._staged}
@@ -746,11 +790,14 @@ class NumbaExecutable:
             if isinstance(call, Launch) and call.threaded.count == 1:
                 return call.threaded.fc.bind((*call.args, 0, 1))
             return call
-        calls, run = [], []
+        calls, run, adaptive = [], [], []
 
-        def close():
-            if len(run) > 1:
+        def close():  # a kernel with barriers runs in a Run, even alone: its time is kept
+            if len(run) > 1 or (run and run[0][1].threaded.sync is not None):
                 calls.append((run[0][0], Run([c for _, c in run])))
+                program = calls[-1][1].program
+                adaptive.extend((program, row, c.threaded) for row, (_, c) in enumerate(run)
+                                if c.threaded.sync is not None)
             else:
                 calls.extend((st, alone(c)) for st, c in run)
             run.clear()
@@ -762,7 +809,9 @@ class NumbaExecutable:
             calls.append((step, alone(call)))
         close()
         self._bound = [(step, alone(call)) for step, call in self._bound]
-        self._calls, self._runs_made = calls, True
+        self._calls, self._runs_made, self._adaptive = calls, True, adaptive
+
+    _adaptive: list = []  # (its run's program, row, Threaded): the kernels with barriers
 
     def _stage(self) -> list[tuple[int, np.ndarray]]:
         """A buffer of its own for each small input that is not pinned (a batch): every call
@@ -901,6 +950,8 @@ class NumbaExecutable:
                         step.run(env)
                     else:
                         call()
+                for program, row, threaded in self._adaptive:
+                    program[row, 2] = threaded.adapt(int(program[row, 3]))
         finally:
             if limit:
                 blas.set_threads(limit)

@@ -104,13 +104,15 @@ def _pool_source(x86: bool) -> str:
     FINISH (the same caller): run part 0, then wait for the workers' ends (yielding its core
       after `a` turns, giving up after `b` yields: a worker that never ends is a bug, better
       reported than hung, -1); returns the parts' status (nonzero: a part raised);
-    RUN (a caller): the prepared calls of `program` (rows of trampoline, block, threads) from
-      row `fn` on, each posted and finished as above (one thread: run in place); returns
-      4·i + RAN when all ran (i their count), or 4·i + why it stopped at row i: ASLEEP_AT (a
-      worker to wake: the call is posted), FAILED_AT (a part raised), LOST_AT (a worker lost).
+    RUN (a caller): the prepared calls of `program` (rows of trampoline, block, threads, and
+      the cycles the call took, written here: 0 where there is no cycle counter) from row `fn`
+      on, each posted and finished as above (one thread: run in place); returns 4·i + RAN
+      when all ran (i their count), or 4·i + why it stopped at row i: ASLEEP_AT (a worker to
+      wake: the call is posted), FAILED_AT (a part raised), LOST_AT (a worker lost).
     Deadlines run on the cycle counter (x86: llvm.readcyclecounter is RDTSC) or on a count of
     turns elsewhere (~0.3 ns a turn on the x86 here)."""
     start, waited = ("cycles()", "cycles() - start") if x86 else ("0", "turns")
+    took = "cycles() - began" if x86 else "0"
     return f"""def kernel(flags, program, w, op, fn, block, count, a, b):
     if op == {SERVE}:
         f = flags[w]
@@ -141,9 +143,11 @@ def _pool_source(x86: bool) -> str:
         i = fn
         while i < program.shape[0]:
             fn, block, count = program[i, 0], program[i, 1], program[i, 2]
+            began = {start}
 {_post(" " * 12)}            if asleep:
                 return 4 * i + {ASLEEP_AT}
-{_finish(" " * 12)}            if status < 0:
+{_finish(" " * 12)}            program[i, 3] = {took}
+            if status < 0:
                 return 4 * i + {LOST_AT}
             if status:
                 return 4 * i + {FAILED_AT}
@@ -157,7 +161,7 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 _POOL_FN: list = []
 
 
-_NO_PROGRAM = np.zeros((0, 3), np.int64)
+_NO_PROGRAM = np.zeros((0, 4), np.int64)
 
 
 def _pool(w: int, op: int, fn: int = 0, block: int = 0, count: int = 0, a: int = 0,
@@ -284,10 +288,11 @@ def _lost() -> RuntimeError:
 
 def launch_program(program: np.ndarray, count: int) -> int:
     """The prepared calls of `program` (int64 rows: trampoline address, block address,
-    threads), one after another in compiled code: each call's parts on its threads (at most
-    `count`), the caller taking part 0, the next call posted as soon as every part of the
-    last is done. Python steps in only to wake a sleeping worker. Returns the number of
-    calls run: all of them, or the index of the one that raised (those after it not run)."""
+    threads, and the cycles each call took, written here), one after another in compiled
+    code: each call's parts on its threads (at most `count`), the caller taking part 0, the
+    next call posted as soon as every part of the last is done. Python steps in only to wake
+    a sleeping worker (that call's time is then left at 0). Returns the number of calls run:
+    all of them, or the index of the one that raised (those after it not run)."""
     n = len(program)
     i = 0
     with _LOCK:
@@ -299,7 +304,8 @@ def launch_program(program: np.ndarray, count: int) -> int:
                 for worker in workers[:program[i, 2] - 1]:
                     if worker.flags[WAKE]:
                         worker.post(NATIVE)
-                fn, block, parts = (int(v) for v in program[i])
+                fn, block, parts = (int(v) for v in program[i, :3])
+                program[i, 3] = 0
                 status = _pool(0, FINISH, fn, block, parts, WAIT_SPINS, PATIENCE)
                 why = LOST_AT if status < 0 else FAILED_AT if status else RAN
                 i += why == RAN
