@@ -33,8 +33,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["call_trampoline", "compare_swap", "cycles", "fast_exp", "fast_sigmoid", "fast_tanh",
-           "gemm", "load_acquire", "pack_row", "panel_gemm", "panel_gemm_add", "panel_width",
-           "sched_yield", "step_barrier", "store_release", "PANEL_ROWS", "VERSION"]
+           "gemm", "load_acquire", "nap", "pack_row", "panel_gemm", "panel_gemm_add",
+           "panel_width", "step_barrier", "store_release", "NAP_US",
+           "PANEL_ROWS", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -418,19 +419,6 @@ def cycles(typingctx):
 
 
 @intrinsic
-def sched_yield(typingctx):
-    """The POSIX sched_yield(), by symbol name (a cached kernel must hold no addresses)."""
-
-    def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
-                                            "sched_yield")
-        builder.call(fn, [])
-        return context.get_dummy_value()
-
-    return types.none(), codegen
-
-
-@intrinsic
 def call_trampoline(typingctx, address, block, t, count):
     """status = trampoline(block, t, count) for the trampoline at `address` (integers)."""
     if not all(isinstance(x, types.Integer) for x in (address, block, t, count)):
@@ -483,13 +471,13 @@ def nap(typingctx, us):
 
 
 SYNC_STRIDE = 16  # int64 slots between two threads' counters: one cache line each
-SPINS = 4000  # spins before a waiting thread also yields its core (to a descheduled partner)
-PATIENCE = 20_000_000  # yields (~1 us each, so ~20 s) before a wait is taken for a dead partner
 # At a step barrier: spins (~30-60 us) before a waiting thread naps, never yielding: beside
 # a busy process a yield hands it the rest of the time slice (an LSTM train step beside two:
 # 240 ms, a slice per barrier; with naps, ~17 ms); a nap leaves the core and costs ~60 us
 BARRIER_SPINS = 100_000
 NAP_US = 50
+PATIENCE = 20_000_000  # turns past the spins (a nap counts NAP_US: ~20 s) before a wait is
+# taken for a partner that will never come
 
 
 @njit(nogil=True, cache=False, inline="always")
@@ -497,8 +485,8 @@ def step_barrier(sync, t, count, step, patience=PATIENCE):
     """Thread t of `count` has finished `step`; returns once every thread has. `sync` holds
     count counters SYNC_STRIDE apart, all equal (say v) when the call starts, and steps count
     from v + 1 (a kernel reads v first: the counters serve call after call). A partner that
-    never arrives (its part of the kernel failed) raises here after `patience` yields
-    instead of hanging the program."""
+    never arrives (its part of the kernel failed) raises here after `patience` turns past
+    the spins instead of hanging the program."""
     store_release(sync, t * SYNC_STRIDE, step)
     for u in range(count):
         spins = 0

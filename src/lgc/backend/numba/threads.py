@@ -42,8 +42,11 @@ _LOCK = threading.Lock()  # one call at a time: programs may be called from seve
 _POOL: list[_Worker] = []
 LINGER_CYCLES = 1_000_000  # a worker's watch for the next call after one (~0.4 ms)
 WAIT_CYCLES = 2_000_000  # the caller's watch for the workers' ends of a Python call (~0.8 ms)
-WAIT_SPINS = 4000  # turns of the caller's watch for a launched call's ends before it yields
-PATIENCE = 20_000_000  # yields (~1 us each) before that watch takes a worker for lost
+# the caller's watch for the ends of a launched call's parts that workers took: turns (~30-60
+# us) before it naps (a yield would hand a busy process sharing the core the rest of its time
+# slice), and turns past them (a nap counts NAP_US: ~20 s) before it takes a worker for lost
+WAIT_SPINS = 100_000
+PATIENCE = 20_000_000
 MAX_WORKERS = 255
 
 # a worker's row of FLAGS: the post's cache line, then the end's
@@ -73,8 +76,8 @@ def _finish(pad: str) -> str:
     """Source: run part 0 of `fn` on `block`, then each part no worker has taken yet (taken
     back from its worker by compare-and-swap: a worker descheduled by another process's
     load, or still waking, would otherwise hold the call up for its whole wait), then wait
-    for the workers' ends (yielding the core after `a` turns, giving up after `b` yields);
-    `status` the parts' (-1: lost)."""
+    for the workers' ends (napping after `a` turns, giving up after `b` more); `status` the
+    parts' (-1: lost)."""
     return f"""{pad}status = call_trampoline(fn, block, 0, count)
 {pad}for u in range(count - 1):
 {pad}    f = flags[u]
@@ -85,7 +88,8 @@ def _finish(pad: str) -> str:
 {pad}    while load_acquire(f, {DONE}) == 0 and status >= 0:
 {pad}        turns += 1
 {pad}        if turns > a:
-{pad}            sched_yield()
+{pad}            nap(NAP_US)
+{pad}            turns += NAP_US
 {pad}            if turns > a + b:
 {pad}                status = -1
 {pad}    if status >= 0:
@@ -101,9 +105,10 @@ def _pool_source(x86: bool) -> str:
     WAIT (the caller of a Python call): watch worker w's end for `a` cycles (returns 1 if seen);
     POST (the caller of a launch): post the trampoline `fn` on `block` to workers 0..count-2
       as parts 1..count-1; returns how many were asleep (each marked in WAKE, to be woken);
-    FINISH (the same caller): run part 0, then wait for the workers' ends (yielding its core
-      after `a` turns, giving up after `b` yields: a worker that never ends is a bug, better
-      reported than hung, -1); returns the parts' status (nonzero: a part raised);
+    FINISH (the same caller): run part 0 and the parts no worker took, then wait for the
+      workers' ends (napping after `a` turns, giving up after `b` more: a worker that never
+      ends is a bug, better reported than hung, -1); returns the parts' status (nonzero: a
+      part raised);
     RUN (a caller): the prepared calls of `program` (rows of trampoline, block, threads, and
       the cycles the call took, written here: 0 where there is no cycle counter) from row `fn`
       on, each posted and finished as above (one thread: run in place); returns 4·i + RAN
