@@ -42,10 +42,11 @@ _LOCK = threading.Lock()  # one call at a time: programs may be called from seve
 _POOL: list[_Worker] = []
 LINGER_CYCLES = 1_000_000  # a worker's watch for the next call after one (~0.4 ms)
 WAIT_CYCLES = 2_000_000  # the caller's watch for the workers' ends of a Python call (~0.8 ms)
-# the caller's watch for the ends of a launched call's parts that workers took: turns (~30-60
-# us) before it naps (a yield would hand a busy process sharing the core the rest of its time
+# the caller's watch for the ends of a launched call's parts that workers took: turns (~0.3-
+# 0.6 ms: longer than parts differ on a quiet machine, the LSTM's weight gradients included)
+# before it naps (a yield would hand a busy process sharing the core the rest of its time
 # slice), and turns past them (a nap counts NAP_US: ~20 s) before it takes a worker for lost
-WAIT_SPINS = 100_000
+WAIT_SPINS = 1_000_000
 PATIENCE = 20_000_000
 MAX_WORKERS = 255
 
