@@ -860,7 +860,7 @@ def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, th
 
 
 def test_a_barrier_kernel_slow_on_its_threads_runs_on_one_for_a_while():
-    """`Threaded.adapt`, the policy for kernels whose threads meet at step barriers: fast
+    """`Barriers.adapt`, the policy for kernels whose threads meet at step barriers: fast
     calls keep the threads; two calls in a row slower than one thread would be (count times
     the fastest, until one thread's time is measured) move the kernel to one thread for
     SERIAL_CALLS calls, the counters made equal before the threads come back; slow again at
@@ -868,8 +868,8 @@ def test_a_barrier_kernel_slow_on_its_threads_runs_on_one_for_a_while():
     from lgc.backend.numba import runtime
     from lgc.backend.numba.intrinsics import SYNC_STRIDE
 
-    th = runtime.Threaded(None, 2)
-    th.sync = np.zeros(2 * SYNC_STRIDE, np.int64)
+    threaded = runtime.Threaded(None, 2)
+    th = runtime.Barriers(threaded, np.zeros(2 * SYNC_STRIDE, np.int64))
     assert th.adapt(0) == 2  # no time measured: nothing learnt
     assert [th.adapt(t) for t in (100, 150, 190, 250, 210)] == [2, 2, 2, 2, 1]
     th.sync[0] = 7  # a call on one thread advanced the first counter only
@@ -880,7 +880,7 @@ def test_a_barrier_kernel_slow_on_its_threads_runs_on_one_for_a_while():
     assert th.backoff == 2 * runtime.SERIAL_CALLS
     for _ in range(th.backoff):
         th.adapt(150)
-    assert th.parts == 2 and [th.adapt(t) for t in (120, 160, 170)] == [2, 2, 1]
+    assert threaded.parts == 2 and [th.adapt(t) for t in (120, 160, 170)] == [2, 2, 1]
     assert th.backoff == runtime.SERIAL_CALLS  # a fast call came first
 
 

@@ -14,9 +14,9 @@ compile.py), and templates name them through `expr_cpu` (ops/elementwise.py).
 `panel_gemm` multiplies by a left operand packed once (an LSTM's weights, once per step) with
 a register-blocked kernel written in LLVM IR. `step_barrier` lets the threads of one kernel
 call (lgc's pool runs it once per thread) wait for each other between the steps of a
-recurrence, on atomic loads and stores that LLVM keeps inside the loop. `call_trampoline` and
-`compare_swap` are the pool's (threads.py): a call through an address, and the atomic that
-puts a worker to sleep or hands it a call.
+recurrence, on atomic loads and stores that LLVM keeps inside the loop, napping (`nap`) when a
+partner is long in coming. `call_trampoline` and `compare_swap` are the pool's (threads.py): a
+call through an address, and the atomic that puts a worker to sleep or hands it a call.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
 
 
 def _define(module, ctx, fndesc, target: int) -> str:
-    """`i32 tramp_<n>(i8* block, i64 t, i64 T)` in `module`, calling the function at address
+    """`i32 lgc_tramp_<n>(i8* block, i64 t, i64 T)` in `module`, calling the function at address
     `target` (fndesc's, by Numba's calling convention); returns its name."""
     from llvmlite import ir
     from numba import types

@@ -37,7 +37,7 @@ from . import blas, codegen, launch, threads
 from .compile import STATS, calls_blas, load_kernel, record_compiled, record_first_call, snapshot
 
 FLAGS = {"cache": True, "error_model": "numpy", "nogil": True}
-SERIAL_CALLS, MAX_SERIAL_CALLS = 8, 512  # a barrier kernel's calls on one thread (`adapt`)
+SERIAL_CALLS, MAX_SERIAL_CALLS = 8, 512  # a barrier kernel's calls on one thread (`Barriers`)
 PIN_AFTER = 2  # calls with the same array in an input before the executable pins it
 MAX_REPINS = 8  # changes of the pinned set before it stays as it is
 STAGE_MAX_BYTES = 1 << 20  # unpinned inputs up to this size are copied into buffers (`_stage`)
@@ -103,8 +103,7 @@ class Threaded:
     call through Python (compiling it), later ones launched through its trampoline, on a
     block packed once for a prepared call (`bind`) or for each call otherwise."""
 
-    __slots__ = ("fc", "count", "small", "address", "python_calls", "parts", "sync", "fast",
-                 "serial", "slow", "serial_left", "backoff", "returned")
+    __slots__ = ("fc", "count", "small", "address", "python_calls", "parts", "barriers")
 
     def __init__(self, fc: FastCall, count: int, small: bool = False):
         # small: too little work to pay for a call that is not prepared (its arguments
@@ -114,45 +113,8 @@ class Threaded:
         # itself at its second call through Python (a kernel called on its own)
         self.address = 0
         self.python_calls = 0
-        self.parts = count  # the threads its next call runs on (`adapt`)
-        self.sync = None  # a kernel with step barriers: their counters (Lowering.sync)
-        self.fast = self.serial = self.slow = self.serial_left = 0
-        self.backoff, self.returned = SERIAL_CALLS, False
-
-    def adapt(self, took: int) -> int:
-        """After a call of a kernel with step barriers that took `took` cycles (0: unknown):
-        the threads for its next call. Beside other processes' load, a thread of the pool may
-        be descheduled while its partners wait for it at every step (an LSTM train step
-        beside one busy process took 13.6 ms with its kernels on two threads throughout,
-        11.7 with this; beside two, 16.8 and 13.6; alone, 3.6 both). Two calls in a row on
-        the threads slower than one thread would be (as measured on one thread last time;
-        until then, `count` times the fastest call on the threads) send the kernel to one
-        thread for `backoff` calls, doubled each time the threads' first calls back are
-        slow again; the counters are made equal before the threads take it back (a call on
-        one thread advances only the first)."""
-        if not took:
-            return self.parts
-        if self.parts == 1:
-            first = self.serial_left == self.backoff
-            self.serial = took if first else min(self.serial, took)
-            self.serial_left -= 1
-            if self.serial_left <= 0:
-                from .intrinsics import SYNC_STRIDE
-
-                counters = self.sync[:self.count * SYNC_STRIDE:SYNC_STRIDE]
-                counters[:] = counters.max()
-                self.parts, self.returned, self.slow = self.count, True, 0
-            return self.parts
-        self.fast = min(self.fast, took) if self.fast else took
-        if took <= (self.serial or self.count * self.fast):
-            self.slow, self.returned = 0, False
-            return self.parts
-        self.slow += 1
-        if self.slow >= 2:
-            self.backoff = min(2 * self.backoff, MAX_SERIAL_CALLS) if self.returned else \
-                SERIAL_CALLS
-            self.parts, self.serial_left, self.slow = 1, self.backoff, 0
-        return self.parts
+        self.parts = count  # the threads its next call runs on (`Barriers.adapt`)
+        self.barriers: Barriers | None = None  # a kernel whose threads meet at barriers
 
     def __call__(self, *args):
         if getattr(_DRY_RUN, "record", None) is not None:
@@ -182,6 +144,53 @@ class Threaded:
 
     def bind(self, args, batch: list | None = None) -> Callable[[], object]:
         return Launch(self, args, batch)
+
+
+class Barriers:
+    """The threads of a kernel whose threads meet at step barriers (Lowering.sync: their
+    counters) under other processes' load. Beside a busy process, a thread of the pool may be
+    descheduled while its partners wait for it at every step (an LSTM train step beside one
+    busy process took 13.6 ms with its kernels on two threads throughout, 11.7 with this;
+    beside two, 16.8 and 13.6; alone, 3.6 both). Two calls in a row on the threads slower
+    than one thread would be (as measured on one thread last time; until then, `count` times
+    the fastest call on the threads) send the kernel to one thread for `backoff` calls,
+    doubled each time the threads' first calls back are slow again; the counters are made
+    equal before the threads take it back (a call on one thread advances only the first)."""
+
+    __slots__ = ("threaded", "sync", "fast", "serial", "slow", "serial_left", "backoff",
+                 "returned")
+
+    def __init__(self, threaded: Threaded, sync: np.ndarray):
+        self.threaded, self.sync = threaded, sync
+        self.fast = self.serial = self.slow = self.serial_left = 0
+        self.backoff, self.returned = SERIAL_CALLS, False
+
+    def adapt(self, took: int) -> int:
+        """After a call that took `took` cycles (0: unknown): the threads for the next."""
+        th = self.threaded
+        if not took:
+            return th.parts
+        if th.parts == 1:
+            first = self.serial_left == self.backoff
+            self.serial = took if first else min(self.serial, took)
+            self.serial_left -= 1
+            if self.serial_left <= 0:
+                from .intrinsics import SYNC_STRIDE
+
+                counters = self.sync[:th.count * SYNC_STRIDE:SYNC_STRIDE]
+                counters[:] = counters.max()
+                th.parts, self.returned, self.slow = th.count, True, 0
+            return th.parts
+        self.fast = min(self.fast, took) if self.fast else took
+        if took <= (self.serial or th.count * self.fast):
+            self.slow, self.returned = 0, False
+            return th.parts
+        self.slow += 1
+        if self.slow >= 2:
+            self.backoff = min(2 * self.backoff, MAX_SERIAL_CALLS) if self.returned else \
+                SERIAL_CALLS
+            th.parts, self.serial_left, self.slow = 1, self.backoff, 0
+        return th.parts
 
 
 class Launch:
@@ -214,7 +223,7 @@ class Launch:
 class Run:
     """Prepared calls that follow one another in a program, run by one compiled call
     (`threads.launch_program`): no Python between them (~1 us a call; the MLP train step's
-    19 calls are one run), and each call's cycles recorded (`Threaded.adapt`)."""
+    19 calls are one run), and each call's cycles recorded (`Barriers`)."""
 
     __slots__ = ("calls", "program", "count")
 
@@ -579,7 +588,7 @@ class NumbaExecutable:
         if k is not None and lowering.threads is not None:
             fn = self._on_threads(fn, lowering.threads, lowering.work)
             if lowering.sync is not None and isinstance(fn, Threaded):
-                fn.sync = lowering.sync
+                fn.barriers = Barriers(fn, lowering.sync)
 
         kind, operands = ("kernel" if k else "blas"), lowering.args
         if k is not None and operands is not None:  # the kernel on views of the arrays
@@ -793,11 +802,12 @@ class NumbaExecutable:
         calls, run, adaptive = [], [], []
 
         def close():  # a kernel with barriers runs in a Run, even alone: its time is kept
-            if len(run) > 1 or (run and run[0][1].threaded.sync is not None):
+            if len(run) > 1 or (run and run[0][1].threaded.barriers is not None):
                 calls.append((run[0][0], Run([c for _, c in run])))
                 program = calls[-1][1].program
-                adaptive.extend((program, row, c.threaded) for row, (_, c) in enumerate(run)
-                                if c.threaded.sync is not None)
+                adaptive.extend((program, row, c.threaded.barriers)
+                                for row, (_, c) in enumerate(run)
+                                if c.threaded.barriers is not None)
             else:
                 calls.extend((st, alone(c)) for st, c in run)
             run.clear()
@@ -811,7 +821,7 @@ class NumbaExecutable:
         self._bound = [(step, alone(call)) for step, call in self._bound]
         self._calls, self._runs_made, self._adaptive = calls, True, adaptive
 
-    _adaptive: list = []  # (its run's program, row, Threaded): the kernels with barriers
+    _adaptive: list = []  # (its run's program, row, Barriers): the kernels with barriers
 
     def _stage(self) -> list[tuple[int, np.ndarray]]:
         """A buffer of its own for each small input that is not pinned (a batch): every call
@@ -950,8 +960,8 @@ class NumbaExecutable:
                         step.run(env)
                     else:
                         call()
-                for program, row, threaded in self._adaptive:
-                    program[row, 2] = threaded.adapt(int(program[row, 3]))
+                for program, row, barriers in self._adaptive:
+                    program[row, 2] = barriers.adapt(int(program[row, 3]))
         finally:
             if limit:
                 blas.set_threads(limit)

@@ -224,13 +224,13 @@ class _Worker(threading.Thread):
             flags[DONE] = 1  # after the event: a caller that saw the flag never blocks
 
     def post(self, state: int) -> None:
-        """Mark a call posted (its fields already written), waking the worker if asleep."""
+        """Mark a call posted (its fields already written), waking the worker if asleep (a
+        worker still watching sees the state at once)."""
         with self.ready:
-            if self.flags[STATE] == ASLEEP:
-                self.flags[STATE] = state
+            asleep = self.flags[STATE] == ASLEEP
+            self.flags[STATE] = state
+            if asleep:
                 self.ready.notify()
-            else:  # watching: it sees the state at once
-                self.flags[STATE] = state
 
     def submit(self, fn, args):
         self.done.clear()
@@ -279,13 +279,18 @@ def launch(address: int, block: int, count: int) -> int:
     with _LOCK:
         workers = _workers(count)
         if _pool(0, POST, address, block, count):
-            for worker in workers:
-                if worker.flags[WAKE]:
-                    worker.post(NATIVE)
+            _wake(workers)
         status = _pool(0, FINISH, address, block, count, WAIT_SPINS, PATIENCE)
     if status < 0:
         raise _lost()
     return status
+
+
+def _wake(workers: list[_Worker]) -> None:
+    """Wake the workers a post found asleep (marked in WAKE) and hand them their part."""
+    for worker in workers:
+        if worker.flags[WAKE]:
+            worker.post(NATIVE)
 
 
 def _lost() -> RuntimeError:
@@ -307,10 +312,8 @@ def launch_program(program: np.ndarray, count: int) -> int:
             r = _pool(0, RUN, i, a=WAIT_SPINS, b=PATIENCE, program=program)
             i, why = divmod(r, 4)
             if why == ASLEEP_AT:  # posted: wake the sleepers, finish it here, go on
-                for worker in workers[:program[i, 2] - 1]:
-                    if worker.flags[WAKE]:
-                        worker.post(NATIVE)
                 fn, block, parts = (int(v) for v in program[i, :3])
+                _wake(workers[:parts - 1])
                 program[i, 3] = 0
                 status = _pool(0, FINISH, fn, block, parts, WAIT_SPINS, PATIENCE)
                 why = LOST_AT if status < 0 else FAILED_AT if status else RAN
