@@ -1043,6 +1043,62 @@ def test_matmul_split_between_kernel_threads_matches_reference(transposed, shape
     np.testing.assert_allclose(exe(args)[0], x @ y, **TOLERANCE["f64"])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("layout", ["plain", "x_transposed", "y_transposed"])
+@pytest.mark.parametrize("shape", [(256, 64, 128), (100, 200, 120), (37, 50, 45), (10, 128, 256)],
+                         ids=["panels", "threaded_ragged", "ragged", "few_rows"])
+def test_matmul_on_the_panel_kernel_matches_reference(shape, layout, dtype):
+    """Products of a fully connected layer's sizes run on the panel kernel (`panel_pays`):
+    whole panels of rows by whole registers of columns, the ragged rest by BLAS, split
+    between the threads in whole panels (or registers); a transposed y (a weight gradient's
+    dY·Xᵀ) is made contiguous in the node's scratch first, each thread its own columns."""
+    from lgc.backend.numba.intrinsics import panel_pays
+
+    m, k, n = shape
+    assert panel_pays.py_func(m, k, n, np.dtype(dtype).itemsize)
+    x, y = RNG.normal(size=(m, k)).astype(dtype), RNG.normal(size=(k, n)).astype(dtype)
+    stored = [x.T.copy() if layout == "x_transposed" else x,
+              y.T.copy() if layout == "y_transposed" else y]
+    b = Builder(Graph("panel"))
+    xv, yv = emit_inputs(b, stored)
+    if layout == "x_transposed":
+        xv = b.emit("transpose", xv, perm=(1, 0))
+    if layout == "y_transposed":
+        yv = b.emit("transpose", yv, perm=(1, 0))
+    b.graph.outputs = [b.emit("matmul", xv, yv)]
+    exe = NumbaExecutable(b.graph)
+    tol = TOLERANCE["f32" if dtype == np.float32 else "f64"]
+    for _ in range(2):  # the second call prepared, on the node's own scratch
+        np.testing.assert_allclose(exe(stored)[0], x.astype(np.float64) @ y, **tol)
+
+
+def test_call_compiled_calls_at_the_address_and_propagates_errors():
+    """intrinsics.call_compiled: a function compiled once, called from another at its address
+    with arrays of any layout (taken as layout "A") and integers as int64; its result comes
+    back and an exception it raises reaches the caller's caller."""
+    import numba
+
+    from lgc.backend.numba.intrinsics import call_compiled, compiled_address
+
+    @numba.njit
+    def callee(a, i):
+        if i < 0:
+            raise ValueError("callee: negative")
+        return np.int64(a[i, 0] * 10 + a.shape[1])
+
+    a = np.arange(12.0).reshape(4, 3)
+    address = compiled_address(callee, (numba.typeof(a), numba.int32))
+
+    @numba.njit
+    def caller(address, a, i):
+        return call_compiled(address, (a, i)) + 1
+
+    assert caller(address, a, 2) == 6 * 10 + 3 + 1
+    assert caller(address, a[:, ::2], 3) == 9 * 10 + 2 + 1  # a strided view: the same code
+    with pytest.raises(ValueError, match="negative"):
+        caller(address, a, -1)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_on_strided_views_matches_numpy(dtype):
     """intrinsics.gemm: z = x @ y + beta z straight on views with a unit stride along either

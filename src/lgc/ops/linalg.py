@@ -35,25 +35,40 @@ class Matmul(OpDef):
         return [b.relabel(gx, x.fmt), b.relabel(gy, y.fmt)]
 
     def lower_numba(self, node):
-        # BLAS straight into the planned output buffer, through the kernel below: `gemm`
-        # (intrinsics.py) calls SciPy's BLAS, the one kernels with in-kernel GEMMs (LSTM,
-        # convolution) call through np.dot, on blocks of rows that are strided views (np.dot
-        # would need copies, and its copying path compiles in seconds). NumPy's own BLAS is a
-        # second library with a second set of threads, and two sets spinning on the same cores
-        # slow each other down several times (measured: an LSTM step 7 -> 27 ms when its
-        # kernels' GEMMs and the matmuls used different libraries)
+        # Straight into the planned output buffer, through the kernel below: the register-
+        # blocked panel kernel where the shapes suit it (`panel_pays`, intrinsics.py: a fully
+        # connected layer's products), else BLAS by `gemm`, which calls SciPy's BLAS (the one
+        # kernels with in-kernel GEMMs call through np.dot) on blocks of rows that are strided
+        # views (np.dot would need copies, and its copying path compiles in seconds). NumPy's
+        # own BLAS is a second library with a second set of threads, and two sets spinning on
+        # the same cores slow each other down several times (measured: an LSTM step 7 -> 27 ms
+        # when its kernels' GEMMs and the matmuls used different libraries)
+        from ..backend.numba.intrinsics import panel_address, panel_pays
+
         dtype = np_dtype(node.out.dtype)
+        (m, k), n = node.inputs[0].shape, node.out.shape[1]
+        pays = panel_pays.py_func(m, k, n, dtype.itemsize)
+        scratch, none = {}, np.empty((0, 0), dtype)  # none: y's rows contiguous, or BLAS
 
         def blasable(a):
             a = a if a.dtype == dtype else a.astype(dtype)
             return a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a)
 
+        def transposed(y):
+            # room for y's rows made contiguous when the panel kernel takes the product (one
+            # array for the node, made on its first call)
+            if not pays or y.flags.c_contiguous:
+                return none
+            if y.shape not in scratch:
+                scratch[y.shape] = np.empty(y.shape, dtype)
+            return scratch[y.shape]
+
         def args(ins, outs):
-            return [blasable(ins[0]), blasable(ins[1]), outs[0]]
+            x, y = blasable(ins[0]), blasable(ins[1])
+            return [x, y, outs[0], transposed(y), panel_address(dtype) if pays else 0]
         # the kernels have the threads (BLAS single-threaded during a call): a big product is
-        # split by rows (or columns) between them, one single-threaded GEMM each
-        m = max(node.out.shape)
-        count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), m)
+        # split by rows (or columns) between them, one single-threaded product each
+        count = min(kernel_threads(self.blas_flops(node) // GEMM_FLOPS_PER_ELEMENT), max(m, n))
         return Lowering(source=_MATMUL, threads=count, args=args)
 
     def blas_flops(self, node):
@@ -64,10 +79,13 @@ class Matmul(OpDef):
         return [Sample([rng.normal(size=(3, 4)), rng.normal(size=(4, 5))])]
 
 
-# z = x @ y by BLAS straight on views (`gemm`: no copies), part t of T: a block of rows of z, or
-# of columns when it is wider than tall (one gemm call either way: each call site of gemm
-# compiles into the kernel again)
-_MATMUL = """def kernel(x, y, z, t, T):
+# z = x @ y, part t of T: on the panel kernel where it takes the product (`panel_part` of
+# intrinsics.py, compiled once and called at its address `panel`; yt: room for y's rows made
+# contiguous), else by BLAS straight on views, a block of rows of z, or of columns when it is
+# wider than tall (one gemm call: each call site of gemm compiles into the kernel again)
+_MATMUL = """def kernel(x, y, z, yt, panel, t, T):
+    if panel != 0 and call_compiled(panel, (x, y, z, yt, t, T)):
+        return 0
     m, n = z.shape
     if m >= n:
         i0, i1 = t * m // T, (t + 1) * m // T
