@@ -1072,6 +1072,24 @@ def test_matmul_on_the_panel_kernel_matches_reference(shape, layout, dtype):
         np.testing.assert_allclose(exe(stored)[0], x.astype(np.float64) @ y, **tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_transpose_into_matches_numpy(dtype):
+    """intrinsics.transpose_into: register-square tiles transposed by shuffles, the ragged
+    edges by blocks and elements, on views whose rows have unit stride; nothing outside the
+    destination view written."""
+    import numba
+
+    from lgc.backend.numba.intrinsics import transpose_into
+
+    run = numba.njit(lambda y, out: transpose_into(y, out))
+    for n, k in [(256, 128), (37, 50), (16, 16), (3, 5), (128, 19), (20, 128), (0, 4)]:
+        big = RNG.normal(size=(n, k + 7)).astype(dtype)
+        out = np.full((k, n + 3), -1, dtype)
+        run(big[:, 2:k + 2], out[:, 1:n + 1])
+        np.testing.assert_array_equal(out[:, 1:n + 1], big[:, 2:k + 2].T)
+        assert (out[:, 0] == -1).all() and (out[:, n + 1:] == -1).all()
+
+
 def test_call_compiled_calls_at_the_address_and_propagates_errors():
     """intrinsics.call_compiled: a function compiled once, called from another at its address
     with arrays of any layout (taken as layout "A") and integers as int64; its result comes
