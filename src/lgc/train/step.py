@@ -107,6 +107,11 @@ class TrainStep:
         # and pinned with the buffers: the update's call is then built once
         self._hyper_arrays = [np.zeros((), np.float64)
                               for _ in range(len(self._hyper) + (op_name == "adam_update"))]
+        # the inputs that are the same arrays on every call: parameters, optimizer state,
+        # hyperparameters (pinned by the program)
+        groups = self._packed.groups
+        self._fixed_inputs = (list(self._packed.param_views) + [g.theta for g in groups]
+                              + [s for g in groups for s in g.state] + self._hyper_arrays)
         self._backup: list[np.ndarray] | None = None
         self.iteration = 0
 
@@ -218,9 +223,7 @@ class TrainStep:
         if hasattr(exe, "donate"):
             exe.donate(donate)
         if hasattr(exe, "pin"):  # the same parameter, state and hyperparameter arrays each call
-            fixed = (list(packed.param_views) + flats + [s for st in states for s in st]
-                     + self._hyper_arrays)
-            exe.pin(dict(enumerate(fixed)))
+            exe.pin(dict(enumerate(self._fixed_inputs)))
         (leaves, struct), = head
         return _Compiled(program, exe, donate, struct, len(leaves))
 
@@ -243,18 +246,18 @@ class TrainStep:
             a[()] = v
         if self._op == "adam_update":
             hyper[-1][()] = self.iteration
-        packed = self._packed
         state_arrays = _trace.signature((self._state,))[1] if self._is_net else []
-        inputs = (list(packed.param_views) + [g.theta for g in packed.groups]
-                  + [s for g in packed.groups for s in g.state] + hyper + state_arrays
-                  + batch_arrays + program.captures)
+        inputs = self._fixed_inputs + state_arrays + batch_arrays + program.captures
         outs = exe(inputs)
         for k, j in donate.items():
             if outs[k] is not inputs[j]:
                 np.copyto(inputs[j], outs[k])
-        loss, extras, new_state, flags = _trace.unflatten_outputs(program, outs[:entry.n_head],
-                                                                  entry.head)
-        value = float(np.asarray(loss))
+        if entry.n_head == 1 and not self._is_net:  # the loss alone: no structure to rebuild
+            value, extras, new_state, flags = float(outs[0]), (), None, ()
+        else:
+            loss, extras, new_state, flags = _trace.unflatten_outputs(
+                program, outs[:entry.n_head], entry.head)
+            value = float(np.asarray(loss))
         bad = next((i for i, f in enumerate(flags) if not np.isfinite(np.asarray(f))), None)
         if not np.isfinite(value) or bad is not None:
             failed = self.iteration
