@@ -116,7 +116,7 @@ _FORWARD = """def kernel(y, col, z, x, w, tab, t, T):
     for ch in range(t, chunks, T):
         for g in range(G):
             FILL_COL
-            np.dot(w[g], col[t], z[t])
+            gemm(w[g], col[t], z[t])
             for j in range(min(B, O - ch * B)):
                 for c in range(co):
                     yr = y[ch * B + j, g * co + c]
@@ -143,7 +143,7 @@ _INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent, phase, t, T):
         for ch in range(t, chunks, T):
             for g in range(G):
                 FILL_GT
-                np.dot(w[g], gt[t], cols[ch, g])
+                gemm(w[g], gt[t], cols[ch, g])
         return 0
     S = xb.shape[0]
     for s in range(t * S // T, (t + 1) * S // T):
@@ -164,9 +164,9 @@ _INPUT = """def kernel(xb, cols, gt, gy, w, tab, ptr, ent, phase, t, T):
     return 0
 """
 
-# The weight gradient contracts over (o, n): per chunk and group col[t] @ gt[t]ᵀ, accumulated
-# in thread t's partial sum part[t]; the caller adds the partial sums.
-_WEIGHTS = """def kernel(part, prod, col, gt, x, gy, tab, t, T):
+# The weight gradient contracts over (o, n): per chunk and group col[t] @ gt[t]ᵀ, added by
+# the GEMM into thread t's partial sum part[t]; the caller adds the partial sums.
+_WEIGHTS = """def kernel(part, col, gt, x, gy, tab, t, T):
     O, K = tab.shape
     G, KC, co = part.shape[1], part.shape[2], part.shape[3]
     N = x.shape[2]
@@ -181,10 +181,7 @@ _WEIGHTS = """def kernel(part, prod, col, gt, x, gy, tab, t, T):
         for g in range(G):
             FILL_COL
             FILL_GT
-            np.dot(col[t], gt[t].T, prod[t])
-            for r in range(KC):
-                for c in range(co):
-                    part[t, g, r, c] += prod[t, r, c]
+            gemm(col[t], gt[t].T, part[t, g], 1.0)
     return 0
 """
 
@@ -277,13 +274,13 @@ def _lower_conv_backward_weights(node):
     tab, _, o, k, *_ = _geometry(x.shape[:d], (*kernel_shape, ci, co, g), node)
     n = x.shape[-1]
     b, t = _chunk(o, n, k * ci, WEIGHT_CHUNK_COLUMNS), kernel_threads(o * n * k * ci * g)
-    part, prod = np.empty((t, g, k * ci, co), dt), np.empty((t, k * ci, co), dt)
+    part = np.empty((t, g, k * ci, co), dt)
     col, gt = np.empty((t, k * ci, b * n), dt), np.empty((t, co, b * n), dt)
     total = np.empty((g, k * ci, co), dt)
     xs, ys, ws = (-1, ci * g, n), (o, co * g, n), (k * ci, co, g)
 
     def call(kernel, ins, outs):
-        kernel(part, prod, col, gt, ins[0].reshape(xs), ins[1].reshape(ys), tab)
+        kernel(part, col, gt, ins[0].reshape(xs), ins[1].reshape(ys), tab)
         np.sum(part, axis=0, out=total)
         np.copyto(outs[0].reshape(ws), total.transpose(1, 2, 0))
     return Lowering(call, _source(_WEIGHTS), t)
