@@ -130,3 +130,17 @@ def test_against_alternates_the_revisions_and_reports_the_change(bench, monkeypa
     monkeypatch.setattr(bench, "worker", wrong_lgc)
     with pytest.raises(SystemExit, match="imported lgc from /installed"):
         bench.compare_rounds(["mlp"], {"abc": "/rev/src", "working tree": None}, args)
+
+
+def test_profile_times_steps_and_the_calls_inside_runs(bench, capsys):
+    """--profile: every step of the compiled train step timed from Python, then each call
+    inside the runs of prepared calls by the cycles the pool records (on tiny sizes)."""
+    pytest.importorskip("numba")
+    bench.main(["--profile", "mlp", "--quick", "--reps", "5", "--top", "30"])
+    text = capsys.readouterr().out
+    head, runs = text.split("inside the runs (")
+    assert "matmul" in head and "vjp(fullyconnect)" in head
+    calls = [line for line in runs.splitlines()[2:] if line.strip()]
+    assert calls and any("adam_update" in line for line in calls)
+    assert all(float(line.split()[0]) >= 0 for line in calls)
+    assert sum(float(line.split()[0]) for line in calls) > 0

@@ -474,9 +474,10 @@ def machine() -> dict:
 # --- profile: every step of the compiled executable timed, like a profiler would -------------
 
 
-def profile(name: str, reps: int, top: int, lr: float) -> str:
-    """The top steps of lgc's compiled train step by time: op, output shape, provenance."""
-    prob = W.problem(name, False)
+def profile(name: str, reps: int, top: int, lr: float, quick: bool = False) -> str:
+    """The top steps of lgc's compiled train step by time: op, output shape, provenance; then
+    the calls inside its runs by the pool's cycle counts."""
+    prob = W.problem(name, quick)
     ts = lgc.compile_train_step(prob.loss, prob.params, "adam", learnRate=lr)
     ts(*prob.batch)
     (compiled,) = ts._programs.values()
@@ -524,7 +525,49 @@ def profile(name: str, reps: int, top: int, lr: float) -> str:
                      f"{shape[:18]:18} {node.prov}")
     lines.append("by kind: " + ", ".join(f"{k} {v:.3f} ms ({100 * v / total:.0f}%)"
                                           for k, v in sorted(by_kind.items())))
+    lines += _profile_runs(exe, lambda: ts(*prob.batch), reps, top)
     return "\n".join(lines)
+
+
+def _profile_runs(exe, step, reps: int, top: int) -> list[str]:
+    """Each call's time inside the executable's runs of prepared calls (`runtime.Run`), from
+    the cycles the pool records per call: no timer between the calls, unlike the per-step
+    profile above (which runs each step from Python)."""
+    import numba
+
+    from lgc.backend.numba.intrinsics import cycles
+    from lgc.backend.numba.runtime import Run
+
+    rows, position = [], {id(s): i for i, (s, _) in enumerate(exe._bound)}
+    for first, call in exe._calls:
+        if isinstance(call, Run):
+            for r in range(len(call.calls)):
+                rows.append((exe._bound[position[id(first)] + r][0], call.program, r))
+    if not rows or not rows[0][1][:, 3].any():
+        return ["(no runs of prepared calls, or no cycle counter: no times inside runs)"]
+    counter = numba.njit(lambda: cycles())
+    c0, t0 = counter(), time.perf_counter()
+    time.sleep(0.1)
+    per_us = (counter() - c0) / (time.perf_counter() - t0) / 1e6
+    spent, steps = np.zeros((len(rows), reps)), []
+    for j in range(reps):
+        t0 = time.perf_counter()
+        step()
+        steps.append(time.perf_counter() - t0)
+        for i, (_, program, r) in enumerate(rows):
+            spent[i, j] = program[r, 3]
+    total = float(np.median(steps)) * 1e6
+    median = np.median(spent, axis=1) / per_us
+    lines = [f"inside the runs ({len(rows)} calls, {reps} steps, the pool's cycle counts): "
+             f"{median.sum():.1f} us of the step's {total:.1f} us (medians)",
+             f"{'us/step':>8} {'%':>5}  {'parts':5} {'op':34} {'output shape':18} provenance"]
+    for i in np.argsort(-median)[:top]:
+        s, program, r = rows[i]
+        op = "+".join(s.kernel.ops) if s.kernel is not None else s.node.op.name
+        shape = "x".join(map(str, s.node.outputs[0].shape)) if s.node.outputs else ""
+        lines.append(f"{median[i]:8.1f} {100 * median[i] / total:5.1f}  {program[r, 2]:<5} "
+                     f"{op[:34]:34} {shape[:18]:18} {s.node.prov}")
+    return lines
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -616,7 +659,7 @@ def main(argv=None) -> int:
             print("BENCH_RESULT " + json.dumps(res), flush=True)
             return 0
         if args.profile:
-            print(profile(args.profile, args.reps, args.top, args.lr))
+            print(profile(args.profile, args.reps, args.top, args.lr, args.quick))
             return 0
         if args.against:
             return against(names, args)
