@@ -196,7 +196,7 @@ class Exp(Elementwise):
 class Log(Elementwise):
     """y = log(x)"""
 
-    name, expr, domain = "log", "math.log({0})", (0.5, 2.0)
+    name, expr, expr_cpu, domain = "log", "math.log({0})", "fast_log({0})", (0.5, 2.0)
     np_fn = staticmethod(np.log)
 
     def partials(self, b, node, ct):

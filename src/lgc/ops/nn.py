@@ -59,7 +59,7 @@ for k in range(x.shape[1]):
 
 # The CPU kernel: the same softmax with q innermost, so that each loop over q runs along the
 # view's contiguous axis and vectorizes (exponentials by fast_exp); m and s hold the max and
-# the sum of every q at once. A layer's softmax over classes in CB (10 x 128): 7.4 -> 1 us
+# the sum of every q at once. A layer's softmax over classes in CB (10 x 128): 7.4 -> 2.3 us
 # (one exponential at a time through libm, along a strided axis, before)
 _SOFTMAX_KERNEL = """def kernel(out, x):
     nk, nq = x.shape[1], x.shape[2]

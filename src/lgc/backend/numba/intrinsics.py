@@ -1,22 +1,26 @@
-"""Vectorizable exp, tanh and sigmoid for the Numba CPU kernels: arithmetic only, no libm calls.
+"""Vectorizable exp, log, tanh and sigmoid for the Numba CPU kernels: arithmetic only, no libm
+calls.
 
 Numba lowers math.exp and math.tanh to scalar libm calls, and this llvmlite has no vector math
-library, so a loop that calls them never vectorizes. These versions are range reduction plus
-a polynomial plus 2**n built from its bits, all of which LLVM vectorizes; every branch is a
-select. float32 is computed in float32 (16 lanes of AVX-512), within 2 ulp of NumPy; float64
-exp and sigmoid are within 2 ulp too, float64 tanh keeps libm (a polynomial of that accuracy
-costs more than it saves). Overflow, underflow (through the subnormals), inf and NaN behave as
-in NumPy. Loops vectorize under error_model="numpy" (the kernels' flag: the Python model's
-zero-division checks would stop it). In plain Python the functions are NumPy's, so the
-kernels mean the same thing everywhere; the generated kernels import them (HEADER in
-compile.py), and templates name them through `expr_cpu` (ops/elementwise.py).
+library, so a loop that calls them never vectorizes. These versions are range reduction plus a
+polynomial plus 2**n built from its bits, all of which LLVM vectorizes; every branch is a select
+(log: its argument's exponent and mantissa split by bitcasts, then fdlibm's polynomial). float32 is
+computed in float32 (16 lanes of AVX-512), within 2 ulp of NumPy; float64 exp and sigmoid are
+within 2 ulp too, float64 tanh and log keep libm (a polynomial of that accuracy costs more than it
+saves). Overflow, underflow (through the subnormals), inf and NaN behave as in NumPy. Loops
+vectorize under error_model="numpy" (the kernels' flag: the Python model's zero-division checks
+would stop it). In plain Python the functions are NumPy's, so the kernels mean the same thing
+everywhere; the generated kernels import them (HEADER in compile.py), and templates name them
+through `expr_cpu` (ops/elementwise.py).
 
-`panel_gemm` multiplies by a left operand packed once (an LSTM's weights, once per step) with
-a register-blocked kernel written in LLVM IR. `step_barrier` lets the threads of one kernel
-call (lgc's pool runs it once per thread) wait for each other between the steps of a
-recurrence, on atomic loads and stores that LLVM keeps inside the loop, napping (`nap`) when a
-partner is long in coming. `call_trampoline` and `compare_swap` are the pool's (threads.py): a
-call through an address, and the atomic that puts a worker to sleep or hands it a call.
+`panel_gemm` multiplies by a left operand packed once (an LSTM's weights, once per step) with a
+register-blocked kernel written in LLVM IR; `panel_part` runs the same kernel on a fully connected
+layer's products (the left operand read where it is), compiled once per machine and called by the
+matmul kernel at its address (`call_compiled`). `step_barrier` lets the threads of one kernel call
+(lgc's pool runs it once per thread) wait for each other between the steps of a recurrence, on
+atomic loads and stores that LLVM keeps inside the loop, napping (`nap`) when a partner is long in
+coming. `call_trampoline` and `compare_swap` are the pool's (threads.py): a call through an
+address, and the atomic that puts a worker to sleep or hands it a call.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np import numpy_support
 
-__all__ = ["call_compiled", "call_trampoline", "compare_swap", "cycles", "fast_exp",
+__all__ = ["call_compiled", "call_trampoline", "compare_swap", "cycles", "fast_exp", "fast_log",
            "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "nap", "pack_row", "panel_gemm",
            "panel_gemm_add", "panel_width", "step_barrier", "store_release", "NAP_US",
            "PANEL_ROWS", "VERSION"]
@@ -140,6 +144,73 @@ def _fast_exp(x):
         return exp
     cast = _as_float(bits)
     return lambda x: fast_exp(cast(x))
+
+
+@intrinsic
+def _split_float(typingctx, x):
+    """(m, e) with x = m·2**e, m in [1, 2), for a positive normal float32 x, e as a float: the
+    exponent field read and replaced by the bias (bitcasts and integer ops, which vectorize;
+    frexp is a libm call)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32, f32 = ir.IntType(32), ir.FloatType()
+        bits = builder.bitcast(args[0], i32)
+        e = builder.sub(builder.lshr(bits, i32(23)), i32(127))
+        m = builder.bitcast(builder.or_(builder.and_(bits, i32(0x7FFFFF)), i32(127 << 23)), f32)
+        return context.make_tuple(builder, signature.return_type, [m, builder.sitofp(e, f32)])
+
+    return types.UniTuple(types.float32, 2)(x), codegen
+
+
+# log1p(f) = 2 atanh(s), s = f/(2+f), |f| <= sqrt(2) - 1: s·(hfsq + R(s²)) with hfsq = f²/2, R
+# fdlibm's float minimax fit (e_logf.c, as in musl): within an ulp in float32
+_LOG32 = {"lg": np.array([0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841],
+                         np.float32),
+          "ln2_hi": np.float32(6.9313812256e-01), "ln2_lo": np.float32(9.0580006145e-06),
+          "sqrt2": np.float32(math.sqrt(2)), "tiny": np.float32(np.finfo(np.float32).tiny),
+          "scale": np.float32(2.0**23), "half": np.float32(0.5), "one": np.float32(1.0),
+          "two": np.float32(2.0), "inf": np.float32(np.inf), "nan": np.float32(np.nan)}
+
+
+def fast_log(x):
+    """log(x); vectorizable in Numba-compiled code for float32 (float64 calls libm)."""
+    return np.log(x)
+
+
+@overload(fast_log, jit_options=_INLINE)
+def _fast_log(x):
+    bits = _float_type(x)
+    if bits is None:
+        return None
+    if bits == 64:
+        return lambda x: math.log(x)
+    c = _LOG32
+    lg1, lg2, lg3, lg4 = (np.float32(v) for v in c["lg"])
+    ln2_hi, ln2_lo, sqrt2, tiny, scale, half, one, two, inf, nan = (
+        c[k] for k in ("ln2_hi", "ln2_lo", "sqrt2", "tiny", "scale", "half", "one", "two",
+                       "inf", "nan"))
+
+    def impl(x):
+        sub = x < tiny  # subnormals (and 0, negatives: replaced below) scaled into the normals
+        m, e = _split_float(x * scale if sub else x)
+        e = e - np.float32(23.0) if sub else e
+        big = m > sqrt2  # m in [sqrt(1/2), sqrt(2)): f small either side of 1
+        m = m * half if big else m
+        e = e + one if big else e
+        f = m - one
+        s = f / (two + f)
+        z = s * s
+        w = z * z
+        r = z * (lg1 + w * lg3) + w * (lg2 + w * lg4)
+        hfsq = half * f * f
+        y = e * ln2_hi - ((hfsq - (s * (hfsq + r) + e * ln2_lo)) - f)
+        y = -inf if x == 0 else y
+        y = nan if x < 0 else y
+        return y if x < inf else x  # inf and NaN as they are
+
+    return impl
 
 
 def fast_sigmoid(x):
@@ -587,7 +658,7 @@ def gemm(x, y, z, beta=0.0):
 # BLAS, which packs both operands on every call. Measured on this machine's AVX-512 core, one
 # thread, (128 x 256)·(256 x 128): 77 us vs SciPy's OpenBLAS 100 us; x transposed (a layer's
 # input gradient Wᵀ·dY) the same. A y whose rows are not contiguous (the weight gradient
-# dY·Xᵀ) is transposed first into scratch by 4 x 4 blocks (128 x 128: ~6 us).
+# dY·Xᵀ) is transposed first into scratch, by register tiles (256 x 128 float32: 4.3 us).
 #
 # The matmul kernel calls it compiled once (`panel_part`, cached by Numba: once per machine)
 # at its address (`call_compiled`): a call site of a Numba function compiles the callee into
