@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import lgc
 
@@ -125,13 +126,39 @@ def test_worker_count_follows_idle_cores_unless_set(monkeypatch):
     monkeypatch.delenv("LGC_COMPILE_WORKERS", raising=False)
     monkeypatch.setattr(prebuild.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
                         raising=False)
-    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    monkeypatch.setattr(prebuild, "_busy_cores", lambda: 0.05)
     assert prebuild.n_workers() == (3, False)  # never more than the other cores
-    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (2.2, 0.0, 0.0))
+    monkeypatch.setattr(prebuild, "_busy_cores", lambda: 1.2)
     assert prebuild.n_workers() == (2, False)
-    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (4.3, 0.0, 0.0))
+    monkeypatch.setattr(prebuild, "_busy_cores", lambda: 3.3)
     assert prebuild.n_workers() == (0, False)  # busy machine: compile here only
     monkeypatch.setenv("LGC_COMPILE_WORKERS", "2")
     assert prebuild.n_workers() == (2, True)
     monkeypatch.setenv("LGC_COMPILE_WORKERS", "0")
     assert prebuild.n_workers() == (0, True)
+
+
+def test_busy_cores_is_the_machine_now_not_the_load_average(monkeypatch, tmp_path):
+    """_busy_cores averages the threads runnable now outside this process (/proc/loadavg's
+    running count less this process's running threads, a few looks): a machine idle now
+    reads ~0 busy cores whatever its 1-minute load average says."""
+    import builtins
+
+    from lgc.backend.numba import prebuild
+
+    assert prebuild._running("0.52 0.83 0.92 3/108 8170\n") == 3
+    looks = iter(["2.10 1.50 1.20 1/107 9000\n", "2.10 1.50 1.20 2/107 9000\n"] * 5)
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/loadavg":
+            fake = tmp_path / "loadavg"
+            fake.write_text(next(looks))
+            return real_open(fake, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(prebuild.os, "getloadavg", lambda: (2.1, 1.5, 1.2))
+    monkeypatch.setattr(prebuild, "_own_running", lambda: 1)  # the thread that reads
+    assert prebuild._busy_cores() == pytest.approx(0.5)  # 1.5 runnable, 1 of them this one
+    monkeypatch.undo()
+    assert prebuild._own_running() >= 1  # this thread, running the test

@@ -48,11 +48,53 @@ def n_workers() -> tuple[int, bool]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    try:  # a worker on a core that other processes keep busy only competes with them
-        busy = os.getloadavg()[0]  # often counts this program's own earlier work: ~1 of it
-    except OSError:
-        busy = 1.0
-    return max(0, min(cores - 1, MAX_WORKERS, int(cores - busy + 1.0))), False
+    # a worker on a core that other processes keep busy only competes with them
+    return max(0, min(cores - 1, MAX_WORKERS, int(cores - _busy_cores()))), False
+
+
+LOOKS, LOOK_GAP_S = 10, 0.002  # how `_busy_cores` watches the machine: 10 looks, 2 ms apart
+
+
+def _busy_cores() -> float:
+    """How many cores other processes keep busy now: the threads runnable outside this
+    process, averaged over a few looks (LOOKS, ~20 ms) at /proc/loadavg's running count less
+    this process's own running threads (BLAS's spin for a while after a call) — not the
+    1-minute load average, which still counts work that just ended (the previous process of
+    a benchmark, this program's own tracing: a cold LeNet start just after two busy threads
+    stopped compiled alone, 5.2-6.0 s instead of 4.3). Elsewhere, the load average less this
+    process's own ~1."""
+    try:
+        others = 0
+        for i in range(LOOKS):
+            if i:
+                time.sleep(LOOK_GAP_S)
+            with open("/proc/loadavg") as f:
+                others += _running(f.read()) - _own_running()
+        return max(0.0, others / LOOKS)
+    except (OSError, ValueError, IndexError):
+        try:
+            return max(0.0, os.getloadavg()[0] - 1.0)
+        except OSError:
+            return 0.0
+
+
+def _own_running() -> int:
+    """This process's threads that are running or runnable (state R in /proc/self/task)."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        n += stat[stat.rindex(")") + 2] == "R"
+    return n
+
+
+def _running(loadavg: str) -> int:
+    """The threads runnable at this moment, from /proc/loadavg ("0.52 0.83 0.92 2/108 8170":
+    the fourth field's first number)."""
+    return int(loadavg.split()[3].split("/")[0])
 
 
 def _cost(source: str) -> float:
