@@ -106,13 +106,14 @@ def _cost(source: str) -> float:
 def prebuild(exe) -> dict[int, tuple[float, str]]:
     """Compile `exe`'s new kernels in parallel when it pays; returns {id(dispatcher):
     (compile seconds, where)} of the kernels compiled here (in this process or a worker)."""
-    workers, forced = n_workers()
     new = {}
     for k in exe.kernels:
         if _compile.is_new(k.fn) and not k.fn.overloads:
             new.setdefault(id(k.fn), k)
-    if workers < 1 or len(new) < 2 or (
-            not forced and sum(_cost(k.source) for k in new.values()) < MIN_WORK_S):
+    if len(new) < 2:  # a warm start: no look at the machine (~20 ms, `_busy_cores`)
+        return {}
+    workers, forced = n_workers()
+    if workers < 1 or (not forced and sum(_cost(k.source) for k in new.values()) < MIN_WORK_S):
         return {}
     calls = exe._dry_run_signatures(set(new))
     if not calls:
