@@ -162,3 +162,19 @@ def test_busy_cores_is_the_machine_now_not_the_load_average(monkeypatch, tmp_pat
     assert prebuild._busy_cores() == pytest.approx(0.5)  # 1.5 runnable, 1 of them this one
     monkeypatch.undo()
     assert prebuild._own_running() >= 1  # this thread, running the test
+
+
+def test_a_warm_build_does_not_look_at_the_machine(monkeypatch):
+    """prebuild returns before `n_workers` (whose look at the machine sleeps ~20 ms) when the
+    program has fewer than two new kernels: the second build of a program, a warm start."""
+    from lgc.backend.numba import prebuild
+
+    f = lgc.compile(lambda x: lgc.tanh(x) * 2.0 + lgc.exp(x), backend="numba")
+    x = lgc.dlarray(np.linspace(-1, 1, 6).reshape(2, 3), "CB")
+    f(x)
+
+    def looked():
+        raise AssertionError("n_workers called on a warm build")
+    monkeypatch.setattr(prebuild, "n_workers", looked)
+    again = lgc.compile(lambda x: lgc.tanh(x) * 2.0 + lgc.exp(x), backend="numba")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(f(x)))

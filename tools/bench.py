@@ -518,11 +518,7 @@ def profile(name: str, reps: int, top: int, lr: float, quick: bool = False) -> s
         by_kind[s.kind] = by_kind.get(s.kind, 0.0) + per[i]
         if len(lines) - 2 >= top:
             continue
-        node = s.node
-        op = "+".join(s.kernel.ops) if s.kernel is not None else node.op.name
-        shape = "x".join(map(str, node.outputs[0].shape)) if node.outputs else ""
-        lines.append(f"{per[i]:8.3f} {100 * per[i] / total:5.1f}  {s.kind:6} {op[:34]:34} "
-                     f"{shape[:18]:18} {node.prov}")
+        lines.append(f"{per[i]:8.3f} {100 * per[i] / total:5.1f}  {s.kind:6} {_label(s)}")
     lines.append("by kind: " + ", ".join(f"{k} {v:.3f} ms ({100 * v / total:.0f}%)"
                                           for k, v in sorted(by_kind.items())))
     lines += _profile_runs(exe, lambda: ts(*prob.batch), reps, top)
@@ -563,11 +559,17 @@ def _profile_runs(exe, step, reps: int, top: int) -> list[str]:
              f"{'us/step':>8} {'%':>5}  {'parts':5} {'op':34} {'output shape':18} provenance"]
     for i in np.argsort(-median)[:top]:
         s, program, r = rows[i]
-        op = "+".join(s.kernel.ops) if s.kernel is not None else s.node.op.name
-        shape = "x".join(map(str, s.node.outputs[0].shape)) if s.node.outputs else ""
         lines.append(f"{median[i]:8.1f} {100 * median[i] / total:5.1f}  {program[r, 2]:<5} "
-                     f"{op[:34]:34} {shape[:18]:18} {s.node.prov}")
+                     f"{_label(s)}")
     return lines
+
+
+def _label(step) -> str:
+    """A profiled step's op (fused members joined by +), output shape and provenance."""
+    node = step.node
+    op = "+".join(step.kernel.ops) if step.kernel is not None else node.op.name
+    shape = "x".join(map(str, node.outputs[0].shape)) if node.outputs else ""
+    return f"{op[:34]:34} {shape[:18]:18} {node.prov}"
 
 
 # --- output -----------------------------------------------------------------------------------
