@@ -74,6 +74,29 @@ def test_worker_processes_compile_new_kernels_into_the_cache(tmp_path):
     assert int(again[1]) == 0 and again[2] == digest
 
 
+POOL_JOB_SCRIPT = textwrap.dedent("""
+    import numpy as np, lgc
+    from lgc.backend.numba import prebuild, threads
+    seen = []
+    run_jobs = prebuild._run_jobs
+    def spy(jobs, workers):
+        seen.extend(d for d, _ in jobs)
+        return run_jobs(jobs, workers)
+    prebuild._run_jobs = spy
+    x = lgc.dlarray(np.linspace(-2, 2, 24).reshape(4, 6), "CB")
+    f = lambda x: lgc.softmax(lgc.tanh(x) * 2.0) + lgc.sum(lgc.exp(-x), 1)
+    lgc.compile(f, backend="numba")(x)
+    print(threads.pool_kernel()[0] in seen, len(seen))
+""")
+
+
+def test_cold_start_compiles_the_pools_loop_beside_the_kernels(tmp_path):
+    """On a cold cache the threads' compiled loop (`threads.pool_kernel`, ~0.5 s to compile)
+    is one of prebuild's jobs, not compiled at the warm-up run's first threaded call."""
+    pooled, jobs = _run_env(POOL_JOB_SCRIPT, tmp_path, LGC_COMPILE_WORKERS="1").stdout.split()
+    assert pooled == "True" and int(jobs) >= 3
+
+
 def test_kernel_failing_in_a_worker_still_names_op_and_layer(tmp_path, monkeypatch):
     import pytest
 

@@ -6,7 +6,8 @@ process just wrote) and the argument types they will be called with (from a dry 
 program, kernels skipped) become jobs; one or more worker processes and this process each
 take jobs (an exclusive claim file per job: every job is compiled exactly once) and compile
 them with `cache=True`, so the workers' machine code lands in the disk cache, where the
-warm-up run then loads it. Everyone takes the next unclaimed job, most expensive first
+warm-up run then loads it. The pool's own compiled loop (threads.py), needed by the warm-up
+run's first threaded call, joins the jobs when it is not on disk yet either. Everyone takes the next unclaimed job, most expensive first
 (parallel kernels), so the last ones, which one side may wait for, are cheap. A worker that
 fails or is missing changes nothing but speed: whatever is not on disk then compiles in this
 process, errors included.
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from . import compile as _compile
+from . import threads
 
 # rough serial compile seconds of one kernel: the estimate decides whether workers pay
 COST_SERIAL_S, COST_DOT_S = 0.15, 0.6  # a conv kernel (in-kernel GEMMs): 0.6-1.0 s measured
@@ -119,6 +121,9 @@ def prebuild(exe) -> dict[int, tuple[float, str]]:
     if not calls:
         return {}
     jobs = sorted(calls, key=lambda c: -_cost(new[id(c[0])].source))
+    pool, sig = threads.pool_kernel()  # the threads' own compiled loop, if not on disk yet
+    if _compile.is_new(pool) and not pool.overloads:
+        jobs.insert(1, (pool, sig))  # early: the warm-up run's first threaded call needs it
     return _run_jobs(jobs, min(workers, len(jobs) - 1))
 
 

@@ -170,15 +170,23 @@ _POOL_FN: list = []
 _NO_PROGRAM = np.zeros((0, 4), np.int64)
 
 
+def pool_kernel() -> tuple:
+    """(dispatcher, argument types) of `_pool_source`'s function, not yet compiled: on a cold
+    cache prebuild.py compiles it beside the program's kernels (~0.5 s, else paid at the first
+    threaded call)."""
+    from .compile import load_kernel
+
+    kernel = load_kernel(_pool_source(_X86), {"cache": True, "nogil": True})
+    return kernel, tuple(kernel.typeof_pyval(v) for v in (FLAGS, _NO_PROGRAM, 0, 0, 0, 0, 0,
+                                                          0, 0))
+
+
 def _pool(w: int, op: int, fn: int = 0, block: int = 0, count: int = 0, a: int = 0,
           b: int = 0, program: np.ndarray = _NO_PROGRAM) -> int:
     """`_pool_source`'s function on FLAGS (compiled once, cached on disk; typing skipped)."""
     if not _POOL_FN:
-        from .compile import load_kernel
-
-        kernel = load_kernel(_pool_source(_X86), {"cache": True, "nogil": True})
-        kernel.compile(tuple(kernel.typeof_pyval(v)
-                             for v in (FLAGS, _NO_PROGRAM, 0, 0, 0, 0, 0, 0, 0)))
+        kernel, sig = pool_kernel()
+        kernel.compile(sig)
         _POOL_FN.append(kernel.overloads[kernel.signatures[0]].entry_point)
     return _POOL_FN[0](FLAGS, program, w, op, fn, block, count, a, b)
 
