@@ -1072,6 +1072,26 @@ def test_matmul_on_the_panel_kernel_matches_reference(shape, layout, dtype):
         np.testing.assert_allclose(exe(stored)[0], x.astype(np.float64) @ y, **tol)
 
 
+def test_matmul_kernel_compiles_once_for_every_layout():
+    """A layer's three products (x·y, xᵀ·y, x·yᵀ: forward, input and weight gradients) share
+    one compiled matmul kernel: its arrays are typed with layout "A" (`Lowering.any_layout`),
+    not once per layout combination (~0.25 s of a cold start each)."""
+    x, y, dz = (RNG.normal(size=s).astype(np.float32) for s in [(96, 64), (64, 80), (96, 80)])
+    b = Builder(Graph("three"))
+    xv, yv, dv = emit_inputs(b, [x, y, dz])
+    t = lambda v: b.emit("transpose", v, perm=(1, 0))  # noqa: E731
+    b.graph.outputs = [b.emit("matmul", xv, yv), b.emit("matmul", t(xv), dv),
+                       b.emit("matmul", dv, t(yv))]
+    exe = NumbaExecutable(b.graph)
+    for _ in range(2):  # the second call prepared
+        for got, want in zip(exe([x, y, dz]), [x @ y, x.T @ dz, dz @ y.T]):
+            np.testing.assert_allclose(got, want, **TOLERANCE["f32"])
+    (fn,) = {id(k.fn): k.fn for k in exe.kernels if k.ops == ["matmul"]}.values()
+    # (other tests' float64 products may share the dispatcher: same source)
+    f32 = [sig for sig in fn.signatures if str(sig[0].dtype) == "float32"]
+    assert [{a.layout for a in sig if hasattr(a, "layout")} for sig in f32] == [{"A"}]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_transpose_into_matches_numpy(dtype):
     """intrinsics.transpose_into: register-square tiles transposed by shuffles, the ragged

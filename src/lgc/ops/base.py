@@ -79,6 +79,10 @@ class Lowering:
     # one thread would (a partner descheduled by other processes' load), and makes the
     # counters equal again before the threads take it back
     sync: Any = None
+    # the kernel's arrays typed with layout "A" whatever their order (the same data model):
+    # one compiled version for every layout of its operands, for a kernel that only passes
+    # its arrays on (a matmul's to the panel kernel and BLAS), not one loop over them
+    any_layout: bool = False
 
     def __post_init__(self):
         if self.call is None:

@@ -6,11 +6,11 @@ process just wrote) and the argument types they will be called with (from a dry 
 program, kernels skipped) become jobs; one or more worker processes and this process each
 take jobs (an exclusive claim file per job: every job is compiled exactly once) and compile
 them with `cache=True`, so the workers' machine code lands in the disk cache, where the
-warm-up run then loads it. The pool's own compiled loop (threads.py), needed by the warm-up
-run's first threaded call, joins the jobs when it is not on disk yet either. Everyone takes the next unclaimed job, most expensive first
-(parallel kernels), so the last ones, which one side may wait for, are cheap. A worker that
-fails or is missing changes nothing but speed: whatever is not on disk then compiles in this
-process, errors included.
+warm-up run then loads it. The pool's own compiled loop (threads.py), which the warm-up run's
+first threaded call needs, joins the jobs when it is not on disk either (~0.5 s of compile).
+Everyone takes the next unclaimed job, most expensive first (parallel kernels), so the last
+ones, which one side may wait for, are cheap. A worker that fails or is missing changes
+nothing but speed: whatever is not on disk then compiles in this process, errors included.
 
 It only pays once the compile work outweighs a worker's start-up (importing Numba and its
 first-compile set-up, about 0.7 s) and a core is idle, so small programs, single-core machines

@@ -51,21 +51,38 @@ class FastCall:
     """Calls a kernel's compiled entry point directly after the first call, skipping the
     dispatcher's argument typing (most of a small kernel's cost). Safe because a step always
     passes the same array types: inputs are converted to the graph's dtype and C order, and
-    the views a step builds never change kind."""
+    the views a step builds never change kind.
 
-    __slots__ = ("fn", "entry", "sig")
+    With `any_layout` (`Lowering.any_layout`) its arrays are typed with layout "A" whatever
+    their order: one compiled version serves every layout of the operands (a matmul's
+    transposed views), where the dispatcher would compile one per combination."""
 
-    def __init__(self, fn):
+    __slots__ = ("fn", "entry", "sig", "any_layout")
+
+    def __init__(self, fn, any_layout: bool = False):
         self.fn = fn
         self.entry = self.sig = None
+        self.any_layout = any_layout
+
+    def signature(self, args) -> tuple:
+        """The Numba types this kernel is compiled for, for `args`."""
+        from .intrinsics import _any_layout
+
+        sig = tuple(self.fn.typeof_pyval(a) for a in args)
+        return tuple(_any_layout(t) for t in sig) if self.any_layout else sig
 
     def __call__(self, *args):
         if self.entry is not None:
             return self.entry(*args)
         record = getattr(_DRY_RUN, "record", None)
         if record is not None:  # a dry run: note the argument types, run nothing
-            record(self.fn, args)
+            record(self.fn, self.signature(args))
             return None
+        if self.any_layout:  # compiled (or loaded) for the relaxed types, then called
+            sig = self.signature(args)
+            self.fn.compile(sig)
+            self.entry, self.sig = self.fn.overloads[sig].entry_point, sig
+            return self.entry(*args)
         result = self.fn(*args)
         import numba
 
@@ -584,7 +601,7 @@ class NumbaExecutable:
 
     def _lowered_step(self, n: Node, lowering, ins: list[int], outs: list[int]):
         k = self._kernel(n, lowering.source, [n.op.name]) if lowering.source else None
-        fn = FastCall(k.fn) if k else None
+        fn = FastCall(k.fn, lowering.any_layout) if k else None
         if k is not None and lowering.threads is not None:
             fn = self._on_threads(fn, lowering.threads, lowering.work)
             if lowering.sync is not None and isinstance(fn, Threaded):
@@ -900,9 +917,8 @@ class NumbaExecutable:
         matter); [] when a non-kernel step fails on that garbage."""
         calls: dict[tuple, tuple] = {}
 
-        def record(fn, args):
+        def record(fn, sig):
             if id(fn) in wanted:
-                sig = tuple(fn.typeof_pyval(a) for a in args)
                 calls.setdefault((id(fn), sig), (fn, sig))
         zeros = [np.zeros(v.shape, np_dtype(v.dtype)) for v in self.optimized.inputs]
         _DRY_RUN.record = record
