@@ -475,6 +475,36 @@ def test_a_launched_call_runs_every_part_from_the_workers_compiled_loop(monkeypa
         assert sorted(seen) == [(t, count) for t in range(count)]
 
 
+def test_trampolines_machine_code_is_cached_and_calls_each_its_own_kernel(tmp_path,
+                                                                           monkeypatch):
+    """The trampolines' machine code depends on the kernels' signatures only (each calls the
+    address in its slot), so it is cached on disk by them: kernels of the same signature
+    built apart load the cached code, no IR built, and each trampoline calls its own kernel
+    (two engines with the same code, different slots)."""
+    from lgc.backend.numba import launch, threads
+    from lgc.backend.numba.compile import load_kernel
+
+    monkeypatch.setenv("LGC_CACHE_DIR", str(tmp_path))
+    sources = [f"def kernel(out, x, t, T):\n    out[t] = x[t] * {c}\n    return 0\n"
+               for c in (3.0, -5.0)]
+    x = np.arange(1.0, 3.0)
+    built, real = [], launch._module
+    monkeypatch.setattr(launch, "_module", lambda *a: built.append(1) or real(*a))
+    addresses, outs = [], []
+    for source in sources:
+        kernel = load_kernel(source, {"nogil": True})
+        out = np.zeros(2)
+        kernel(out, x, 0, 1)
+        sig = kernel.signatures[0]
+        addresses.append(launch.trampoline(kernel, sig))
+        outs.append((out, launch.pack(sig, (out, x))))
+    assert built == [1] and len(list((tmp_path / "trampolines").iterdir())) == 1
+    for (out, block), address, c in zip(outs, addresses, (3.0, -5.0)):
+        out[:] = 0
+        assert threads.launch(address, block.ctypes.data, 2) == 0
+        np.testing.assert_array_equal(out, x * c)
+
+
 def test_a_programs_launches_are_prepared_together_and_agree_with_the_reference(monkeypatch):
     """After the first call, a program's threaded steps are launched through trampolines,
     made for all of them at once (one compile), and give the reference's results."""

@@ -9,17 +9,16 @@ thread costs 20-60 us on a VM, every call. Through a trampoline, a call on two t
 a few microseconds more than on one.
 
 The trampoline (`i32 tramp(i8* block, i64 t, i64 T)`, LLVM IR built with llvmlite and compiled
-unoptimized by an MCJIT engine of its own: ~1 ms each, a program's together) loads each
-argument from the block (arrays as Numba's array structs: meminfo and parent null, size,
-itemsize, data, shape, strides), calls the kernel's
-compiled function by address with Numba's calling convention, and returns 1 when the kernel
-raised. Only kernels whose arguments are arrays and numbers take this path; the others keep
-the Python one.
+unoptimized, a program's together, its machine code cached on disk by the kernels' signatures
+and loaded by an MCJIT engine of its own) loads each argument from the block (arrays as
+Numba's array structs: meminfo and parent null, size, itemsize, data, shape, strides), calls
+the kernel's compiled function, at the address the module keeps in a slot for it, with
+Numba's calling convention, and returns 1 when the kernel raised. Only kernels whose arguments
+are arrays and numbers take this path; the others keep the Python one.
 """
 
 from __future__ import annotations
 
-import itertools
 import struct
 
 import numpy as np
@@ -27,7 +26,6 @@ import numpy as np
 # numba and llvmlite are imported in the functions: the runtime imports this module, and
 # `import lgc` must not import Numba (~0.2 s) before a program is compiled
 _WORD = 8
-_COUNTER = itertools.count()
 
 
 def _words(ty) -> int | None:
@@ -94,40 +92,100 @@ _MADE: dict[tuple, int] = {}
 
 
 def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
-    """Compile trampolines for `kernels` in one module of their own, unoptimized (each is a
-    few loads and a call: through Numba's codegen library, its O3 pipeline and linking, one
-    cost ~10 ms alone and ~3.5 in a batch; here ~1), calling each kernel at its address;
-    returns their addresses."""
-    from llvmlite import ir
+    """Trampolines for `kernels` in one module of their own, unoptimized (each is a few loads
+    and a call: through Numba's codegen library, its O3 pipeline and linking, one cost ~10 ms
+    alone and ~3.5 in a batch; here ~1), loaded into an MCJIT engine of their own; returns
+    their addresses. Each calls its kernel through a slot of the module's `lgc_targets`
+    array, filled after loading, so the machine code depends on the signatures only: it is
+    cached on disk by them (a warm start loads it in ~1 ms instead of building it, ~3 ms a
+    trampoline)."""
+    import ctypes
 
-    module = ir.Module(f"lgc_trampolines_{next(_COUNTER)}")
-    module.triple = llvm.get_process_triple()
-    names = []
-    for dispatcher, sig in kernels:
-        cres = dispatcher.overloads[tuple(sig)]
-        fndesc = cres.fndesc
-        target = cres.library.get_pointer_to_function(fndesc.llvm_func_name)
-        if not target:
-            raise RuntimeError(f"launch: no address for {fndesc.llvm_func_name}")
-        names.append(_define(module, ctx, fndesc, target))
-    parsed = llvm.parse_assembly(str(module))
-    machine = llvm.Target.from_triple(module.triple).create_target_machine(
+    descs = [dispatcher.overloads[tuple(sig)].fndesc for dispatcher, sig in kernels]
+    targets = [dispatcher.overloads[tuple(sig)].library.get_pointer_to_function(
+        d.llvm_func_name) for (dispatcher, sig), d in zip(kernels, descs)]
+    if not all(targets):
+        raise RuntimeError("launch: no address for "
+                           + ", ".join(d.llvm_func_name for d, a in zip(descs, targets) if not a))
+    path = _object_path(descs, llvm)
+    machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
         opt=0, codemodel="jitdefault")
-    engine = llvm.create_mcjit_compiler(parsed, machine)
+    try:
+        obj = path.read_bytes()
+    except OSError:
+        obj = machine.emit_object(llvm.parse_assembly(_module(descs, ctx, llvm)))
+        _write(path, obj)
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     _KEEP.append(engine)
-    return [engine.get_function_address(name) for name in names]
+    slots = ctypes.CFUNCTYPE(ctypes.c_void_p)(engine.get_function_address("lgc_targets"))()
+    (ctypes.c_int64 * len(targets)).from_address(slots)[:] = targets
+    return [engine.get_function_address(f"lgc_tramp_{i}") for i in range(len(descs))]
 
 
-def _define(module, ctx, fndesc, target: int) -> str:
-    """`i32 lgc_tramp_<n>(i8* block, i64 t, i64 T)` in `module`, calling the function at address
-    `target` (fndesc's, by Numba's calling convention); returns its name."""
+_VERSION = 1  # of the trampolines' code: part of the cache key
+
+
+def _object_path(descs, llvm):
+    """The cache file of the trampolines for these kernel signatures (their Numba types: the
+    data model of each argument and the calling convention follow from them)."""
+    import hashlib
+
+    import llvmlite
+    import numba
+
+    from .compile import cache_dir
+
+    spec = repr((_VERSION, numba.__version__, llvmlite.__version__, llvm.get_process_triple(),
+                 [(str(d.restype), [str(t) for t in d.argtypes]) for d in descs]))
+    return cache_dir() / "trampolines" / f"{hashlib.sha256(spec.encode()).hexdigest()[:32]}.o"
+
+
+def _write(path, data: bytes) -> None:
+    """Write `data` at `path` atomically (a partial file is never read); a failure (a read-
+    only cache) only costs the next process the build."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _module(descs, ctx, llvm) -> str:
+    """The LLVM IR of the trampolines `lgc_tramp_<i>` for kernels of `descs`, each calling the
+    function whose address is in slot i of `lgc_targets` (an array the module exports through
+    the function `lgc_targets`, which returns its address)."""
+    from llvmlite import ir
+
+    module = ir.Module("lgc_trampolines")
+    module.triple = llvm.get_process_triple()
+    i64 = ir.IntType(64)
+    slots = ir.GlobalVariable(module, ir.ArrayType(i64, len(descs)), "lgc_target_slots")
+    slots.initializer = ir.Constant(ir.ArrayType(i64, len(descs)), [0] * len(descs))
+    slots.linkage = "internal"
+    get = ir.Function(module, ir.FunctionType(i64.as_pointer(), []), "lgc_targets")
+    ir.IRBuilder(get.append_basic_block("entry")).ret(slots.gep([ir.Constant(ir.IntType(32), 0),
+                                                                 ir.Constant(ir.IntType(32), 0)]))
+    for i, fndesc in enumerate(descs):
+        _define(module, ctx, fndesc, slots, i)
+    return str(module)
+
+
+def _define(module, ctx, fndesc, slots, i: int) -> None:
+    """`i32 lgc_tramp_<i>(i8* block, i64 t, i64 T)` in `module`, calling the function at the
+    address in slot i of `slots` (fndesc's, by Numba's calling convention)."""
     from llvmlite import ir
     from numba import types
 
-    i8p, i64 = ir.IntType(8).as_pointer(), ir.IntType(64)
-    fn = ir.Function(module, ir.FunctionType(ir.IntType(32), [i8p, i64, i64]),
-                     f"lgc_tramp_{next(_COUNTER)}")
+    i8p, i64, i32 = ir.IntType(8).as_pointer(), ir.IntType(64), ir.IntType(32)
+    fn = ir.Function(module, ir.FunctionType(i32, [i8p, i64, i64]), f"lgc_tramp_{i}")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     block, t, count = fn.args
     argtys = list(fndesc.argtypes)
@@ -139,10 +197,10 @@ def _define(module, ctx, fndesc, target: int) -> str:
         offset += _words(ty)
     values += [ctx.cast(builder, v, types.int64, ty) for v, ty in zip((t, count), argtys[-2:])]
     fnty = ctx.call_conv.get_function_type(fndesc.restype, argtys)
-    callee = builder.inttoptr(i64(target), fnty.as_pointer())
+    target = builder.load(builder.gep(slots, [i32(0), i32(i)]))
+    callee = builder.inttoptr(target, fnty.as_pointer())
     status, _ = ctx.call_conv.call_function(builder, callee, fndesc.restype, argtys, values)
-    builder.ret(builder.zext(status.is_error, ir.IntType(32)))
-    return fn.name
+    builder.ret(builder.zext(status.is_error, i32))
 
 
 _KEEP: list = []  # the trampolines' code stays for the process
