@@ -564,19 +564,14 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
     hp = (hd + lanes - one) // lanes * lanes
     col0 = np.uint64(t) * tn // np.uint64(T)
     col1 = (np.uint64(t) + one) * tn // np.uint64(T)
-    for start in range(col0, col1, np.uint64(16)):  # in blocks of 16 columns (a constant:
-        end = min(start + np.uint64(16), col1)  # loops LLVM unrolls): 2x faster than by one
-        for m in range(hd):
-            for col in range(start, end):
-                bt[col, m] = s[m, col]
-        for m in range(d):
-            for col in range(start, end):
-                bt[col, hp + m] = x[m, col]
-        for col in range(start, end):
-            for m in range(hd, hp):
-                bt[col, m] = {zero}
-            for m in range(hp + d, wide):
-                bt[col, m] = {zero}
+    c0, c1 = np.intp(col0), np.intp(col1)  # in register tiles (`transpose_into`)
+    transpose_into(s[:np.intp(hd), c0:c1], bt[c0:c1, :np.intp(hd)])
+    transpose_into(x[:, c0:c1], bt[c0:c1, np.intp(hp):np.intp(hp + d)])
+    for col in range(col0, col1):
+        for m in range(hd, hp):
+            bt[col, m] = {zero}
+        for m in range(hp + d, wide):
+            bt[col, m] = {zero}
     dcc = np.zeros((hs, n), dtype=dz.dtype)
     sums = np.zeros((4 * hs, n), dtype=dz.dtype)  # of its rows of dZ, for db
     base = np.uint64(sync[t * SYNC_STRIDE])  # where the counters stand (equal between calls)

@@ -35,7 +35,8 @@ from lgc.backend.numba.intrinsics import (NAP_US, PANEL_ROWS, SYNC_STRIDE, call_
                                           call_trampoline, compare_swap, cycles, fast_exp,
                                           fast_log, fast_sigmoid, fast_tanh, gemm, load_acquire,
                                           nap, pack_row, panel_gemm, panel_gemm_add,
-                                          panel_width, step_barrier, store_release)
+                                          panel_width, step_barrier, store_release,
+                                          transpose_into)
 
 '''
 
