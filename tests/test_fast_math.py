@@ -192,3 +192,20 @@ def test_kernel_cache_key_follows_the_intrinsics(monkeypatch):
     monkeypatch.setattr(kcompile, "_MACHINE", None)
     monkeypatch.setattr(intrinsics, "VERSION", "another")
     assert kcompile.kernel_key("def kernel(): return 0", {}) != before
+
+
+@pytest.mark.skipif(intrinsics.VECTOR_BYTES != 64, reason="this machine runs the 32-byte path")
+def test_the_narrower_registers_exp_is_as_accurate(tmp_path):
+    """With AVX-512 exp scales by 2**n in one instruction (`_ldexp`: VSCALEFPS); elsewhere
+    LLVM would call libm for it, so the 32-byte kernels build 2**n from two exponent fields.
+    The accuracy and edge tests above, run again on that path (LGC_VECTOR_BYTES=32)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LGC_VECTOR_BYTES": "32", "LGC_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          __file__, "-k", "accuracy or exp_edges or tanh_and_sigmoid_edges"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " passed" in run.stdout and "skipped" not in run.stdout.splitlines()[-1]
