@@ -40,8 +40,8 @@ from numba.np import numpy_support
 
 __all__ = ["call_compiled", "call_trampoline", "compare_swap", "cycles", "fast_exp", "fast_log",
            "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "nap", "pack_row", "panel_gemm",
-           "panel_gemm_add", "panel_width", "step_barrier", "store_release", "NAP_US",
-           "PANEL_ROWS", "VERSION"]
+           "panel_gemm_add", "panel_width", "step_barrier", "store_release", "transpose_into",
+           "NAP_US", "PANEL_ROWS", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

@@ -95,10 +95,10 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
     """Trampolines for `kernels` in one module of their own, unoptimized (each is a few loads
     and a call: through Numba's codegen library, its O3 pipeline and linking, one cost ~10 ms
     alone and ~3.5 in a batch; here ~1), loaded into an MCJIT engine of their own; returns
-    their addresses. Each calls its kernel through a slot of the module's `lgc_targets`
-    array, filled after loading, so the machine code depends on the signatures only: it is
-    cached on disk by them (a warm start loads it in ~1 ms instead of building it, ~3 ms a
-    trampoline)."""
+    their addresses. Each calls its kernel at the address in its slot of the module's array
+    (`lgc_targets` returns where it is), filled after loading, so the machine code depends on
+    the signatures only: it is cached on disk by them (a warm start loads it in ~1 ms instead
+    of building it, ~3 ms a trampoline)."""
     import ctypes
 
     descs = [dispatcher.overloads[tuple(sig)].fndesc for dispatcher, sig in kernels]
