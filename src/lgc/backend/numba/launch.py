@@ -124,20 +124,20 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
     return [engine.get_function_address(f"lgc_tramp_{i}") for i in range(len(descs))]
 
 
-_VERSION = 1  # of the trampolines' code: part of the cache key
-
-
 def _object_path(descs, llvm):
     """The cache file of the trampolines for these kernel signatures (their Numba types: the
-    data model of each argument and the calling convention follow from them)."""
+    data model of each argument and the calling convention follow from them), made by this
+    file's code (its hash is in the key) with these Numba and llvmlite versions."""
     import hashlib
+    from pathlib import Path
 
     import llvmlite
     import numba
 
     from .compile import cache_dir
 
-    spec = repr((_VERSION, numba.__version__, llvmlite.__version__, llvm.get_process_triple(),
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    spec = repr((code, numba.__version__, llvmlite.__version__, llvm.get_process_triple(),
                  [(str(d.restype), [str(t) for t in d.argtypes]) for d in descs]))
     return cache_dir() / "trampolines" / f"{hashlib.sha256(spec.encode()).hexdigest()[:32]}.o"
 
