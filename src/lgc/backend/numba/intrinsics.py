@@ -194,18 +194,30 @@ _LOG32 = {"lg": np.array([0.66666662693, 0.40000972152, 0.28498786688, 0.2427907
           "two": np.float32(2.0), "inf": np.float32(np.inf), "nan": np.float32(np.nan)}
 
 
+def _float32_overload(fn, libm):
+    """Register the overload of `fn` whose float32 body `build()` returns (vectorizable,
+    inlined into the kernel loop); float64 and integer arguments call `libm` (math.log,
+    math.tanh: accurate, and LLVM keeps float64 loops scalar around them anyway)."""
+
+    def register(build):
+        @overload(fn, jit_options=_INLINE)
+        def _typed(x):
+            bits = _float_type(x)
+            if bits is None:
+                return None
+            return (lambda x: libm(x)) if bits == 64 else build()
+        return build
+
+    return register
+
+
 def fast_log(x):
     """log(x); vectorizable in Numba-compiled code for float32 (float64 calls libm)."""
     return np.log(x)
 
 
-@overload(fast_log, jit_options=_INLINE)
-def _fast_log(x):
-    bits = _float_type(x)
-    if bits is None:
-        return None
-    if bits == 64:
-        return lambda x: math.log(x)
+@_float32_overload(fast_log, math.log)
+def _fast_log32():
     c = _LOG32
     lg1, lg2, lg3, lg4 = (np.float32(v) for v in c["lg"])
     ln2_hi, ln2_lo, sqrt2, tiny, scale, half, one, two, inf, nan = (
@@ -276,13 +288,8 @@ def fast_tanh(x):
     return np.tanh(x)
 
 
-@overload(fast_tanh, jit_options=_INLINE)
-def _fast_tanh(x):
-    bits = _float_type(x)
-    if bits is None:
-        return None
-    if bits == 64:
-        return lambda x: math.tanh(x)
+@_float32_overload(fast_tanh, math.tanh)
+def _fast_tanh32():
     c = _EXP[32]
     one, two, bound, coef = c["one"], c["two"], np.float32(_TANH_SMALL), _TANH32
     n_coef = len(coef)
