@@ -846,25 +846,35 @@ def _lstm_case(t, n, h, d=3):
             RNG.normal(size=(h, n)))
 
 
-@pytest.mark.parametrize("threads", [2, 3])
+# (groups of the step block's columns, parts of the hidden units) for each batch: a group
+# takes whole registers of columns, so only the packed batches have more than one
+_GRIDS = {6: [(1, 2), (1, 3)], 19: [(1, 3), (2, 1), (3, 1), (2, 2)], 33: [(1, 2), (2, 1)]}
+
+
 @pytest.mark.parametrize("state,gate", [("tanh", "sigmoid"), ("softsign", "hard-sigmoid")])
-@pytest.mark.parametrize("dtype,batch", [("f64", 6), ("f64", 19), ("f32", 33)],
-                         ids=["blas", "panels-f64", "panels-f32"])
-def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, threads, state,
-                                                                  gate, dtype, batch):
-    """The recurrence kernels split the hidden units between threads that meet at a barrier
-    every step (here 2 or 3 threads, blocks of 21/21/22 units; each stages its rows of the
-    next step's input): a block off by one, a missing barrier or a step buffer reused too early
-    gives wrong states or gradients. A batch of a register's width or more runs the per-step
-    products through `panel_gemm` on step blocks padded to whole registers (19 -> 24 columns
-    of float64, 33 -> 48 of float32: blocks of two registers and of one); a smaller one
+@pytest.mark.parametrize("dtype,batch,grid", [
+    pytest.param(dtype, batch, grid, id=f"{kind}-{grid[0]}x{grid[1]}")
+    for dtype, batch, kind in [("f64", 6, "blas"), ("f64", 19, "panels-f64"),
+                               ("f32", 33, "panels-f32")] for grid in _GRIDS[batch]])
+def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, state, gate,
+                                                                  dtype, batch, grid):
+    """The recurrence kernels' threads as a grid: groups of the batch's columns that never
+    meet, each split into parts of the hidden units that meet at a barrier every step (here
+    up to 3 groups or parts: blocks of 21/21/22 units; each stages its rows of the next
+    step's input). A block or column range off by one, a missing barrier or a buffer reused
+    too early (the step blocks; the backward's chunks of dZ, made small here so that a call
+    has several, a step each at the smallest) gives wrong states or gradients. A batch of a
+    register's width or more runs the per-step products through `panel_gemm` on step blocks
+    padded to whole registers (19 -> 24 columns of float64, 33 -> 48 of float32: groups of
+    one, two and three registers, the last one's columns part padding); a smaller one
     through BLAS."""
     from lgc.backend.numba.intrinsics import VECTOR_BYTES
     from lgc.ops import lstm
 
     lanes = VECTOR_BYTES // (8 if dtype == "f64" else 4)
     assert (batch >= lanes) == (lstm._padded(batch, dtype.replace("f", "float")) > batch)
-    monkeypatch.setattr(lstm, "_threads", lambda hidden, batch: threads)
+    monkeypatch.setattr(lstm, "_grid", lambda hidden, batch, dtype, groups_first: grid)
+    monkeypatch.setattr(lstm, "CHUNK_COLUMNS", 48)
     x, w, r, bias, h0, c0 = _lstm_case(5, batch, 64)
     attrs = {"state": state, "gate": gate}
     g, args = _one_op("lstm_seq", [x, w, r, bias, h0, c0], attrs, dtype)
@@ -925,12 +935,17 @@ def test_lstm_kernels_moved_between_one_thread_and_their_threads_agree(monkeypat
     from lgc.backend.numba import runtime, threads
     from lgc.ops import lstm
 
-    monkeypatch.setattr(lstm, "_threads", lambda hidden, batch: 2)
+    # the backward kernel's grid two groups of columns (8 and 11 of 19, the second's padded
+    # to 16: a call on one thread pads the 19 to 24, so the padding lies elsewhere), the
+    # forward's two parts of the hidden units
+    monkeypatch.setattr(lstm, "_grid",
+                        lambda hidden, batch, dtype, groups_first: (2, 1) if groups_first
+                        else (1, 2))
     monkeypatch.setattr(runtime, "SERIAL_CALLS", 2)
     # the workers watch for calls for ~40 ms, not ~0.4: a call that finds them asleep
     # (woken through Python) has no time recorded, and a slow machine would see only such
     monkeypatch.setattr(threads, "LINGER_CYCLES", 10 ** 8)
-    x, w, r, bias, h0, c0 = _lstm_case(4, 6, 32)
+    x, w, r, bias, h0, c0 = _lstm_case(4, 19, 32)
     name, args, attrs = "lstm_seq", [x, w, r, bias, h0, c0], {}
     if backward:
         s, c, a = run_graph(_one_op(name, args, attrs, "f64")[0], args)
@@ -1044,14 +1059,21 @@ def test_panel_gemm_add_accumulates_from_rows_where_they_are(dtype):
 
 
 def test_lstm_kernels_split_big_recurrences_between_threads():
-    """A train-step-sized LSTM (H = 128, N = 32) runs on every kernel thread; a tiny one on
-    one (the pool's wake-up would cost more than it saves)."""
+    """A train-step-sized LSTM (H = 128, N = 32) runs on every kernel thread: the backward
+    kernel's as groups of the batch's columns first (no barrier between them; two registers'
+    worth of float32 columns make two groups), the forward's as parts of the hidden units;
+    a tiny one on one thread (the pool's wake-up would cost more than it saves)."""
     import numba
 
-    from lgc.ops.lstm import _threads
+    from lgc.backend.numba.intrinsics import VECTOR_BYTES
+    from lgc.ops.lstm import _grid
 
-    assert _threads(128, 32) == min(numba.get_num_threads(), 128)
-    assert _threads(3, 2) == 1
+    threads, regs = numba.get_num_threads(), 32 * 4 // VECTOR_BYTES
+    groups = min(threads, regs)
+    assert _grid(128, 32, np.float32, groups_first=True) == (groups, threads // groups)
+    assert _grid(128, 32, np.float32, groups_first=False) == (1, threads)
+    assert _grid(3, 2, np.float32, groups_first=True) == (1, 1)
+    assert _grid(3, 2, np.float32, groups_first=False) == (1, 1)
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -1211,7 +1233,12 @@ def test_step_barrier_raises_when_a_partner_never_arrives():
 
     @numba.njit(nogil=True)
     def alone(sync):
-        step_barrier(sync, 0, 2, 1, 1000)
+        step_barrier(sync, 0, 2, 1, patience=1000)
+        return 0
+
+    @numba.njit(nogil=True)
+    def in_group(sync, t, first, count):  # the threads first, ..., first + count - 1 only
+        step_barrier(sync, t, count, 1, first, 1000)
         return 0
 
     with pytest.raises(RuntimeError, match="never arrived"):
@@ -1219,6 +1246,13 @@ def test_step_barrier_raises_when_a_partner_never_arrives():
     sync = np.zeros(2 * SYNC_STRIDE, np.int64)
     sync[SYNC_STRIDE] = 1  # the partner has finished step 1 already
     assert alone(sync) == 0
+    sync = np.zeros(3 * SYNC_STRIDE, np.int64)
+    assert in_group(sync, 1, 1, 1) == 0  # a group of one: thread 0 never waited for
+    assert sync[SYNC_STRIDE] == 1 and sync[0] == 0
+    with pytest.raises(RuntimeError, match="never arrived"):
+        in_group(sync, 1, 1, 2)  # thread 2, its partner, never came
+    sync[2 * SYNC_STRIDE] = 1
+    assert in_group(sync, 1, 1, 2) == 0
 
 
 def test_a_long_wait_at_the_step_barrier_leaves_the_core():
@@ -1233,7 +1267,7 @@ def test_a_long_wait_at_the_step_barrier_leaves_the_core():
 
     @numba.njit(nogil=True)
     def alone(sync, patience):
-        step_barrier(sync, 0, 2, 1, patience)
+        step_barrier(sync, 0, 2, 1, patience=patience)
         return 0
 
     sync = np.zeros(2 * SYNC_STRIDE, np.int64)

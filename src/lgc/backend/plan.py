@@ -7,7 +7,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
 from ..ir.core import Node, Value
+
+CACHE_LINE = 64
+
+
+def empty_aligned(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.empty whose data starts on a cache line (NumPy's start 16 bytes apart): threads
+    writing neighbouring blocks of a row, such as the columns of a recurrence's step, then
+    never write into one line (an LSTM train step whose backward kernel's two threads each
+    write 16 of a step's 32 columns: 3.15-3.46 ms with NumPy's buffers, 2.91-3.05 with
+    these)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not size:
+        return np.empty(shape, dtype)
+    raw = np.empty(size + CACHE_LINE, np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
+def zeros_aligned(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """np.zeros starting on a cache line (`empty_aligned`)."""
+    out = empty_aligned(shape, dtype)
+    out.fill(0)
+    return out
 
 
 def plan_buffers(nodes: list[Node], writes: list[bool], views: list[bool],

@@ -4,9 +4,9 @@ step of its gradient in reverse.
 Unrolled into matmul, split and elementwise ops, a 32-step LSTM and its gradient are ~330
 executable steps; as two ops, each is one Numba kernel whose time loop runs one product per
 step (the input and recurrent products at once, [W R]·[x_t; h]) and computes the gates in the
-same pass, its threads each owning a block of hidden units and meeting once per step (see the
-kernels below). The weight gradients are not sequential: the backward kernel makes them at
-the end, one product over all steps for each thread's rows.
+same pass, its threads splitting the observations, the hidden units or both (see the kernels
+below). The weight gradients are not sequential: the backward kernel makes them as it goes, a
+product over each chunk of steps while that chunk's gradients are still in cache.
 
 Layout: columns are (time, observation) pairs, time-major, so a step is a block of N
 columns, as in MATLAB's (features, observations) matrices; the per-step products are then
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend.plan import zeros_aligned
 from ..errors import DTypeError, ShapeError
 from ..ir.types import TensorType, np_dtype
 from .base import Lowering, OpDef, Sample, kernel_threads, register, require_float
@@ -71,10 +72,37 @@ def _src(template: str, node) -> str:
     return template
 
 
-def _threads(hidden: int, batch: int) -> int:
-    """The threads one recurrence kernel runs on, each taking a block of the hidden units:
-    as many as a kernel of one step's product flops gets (`kernel_threads`)."""
-    return max(1, min(kernel_threads(8 * hidden * hidden * batch), hidden))
+def _grid(hidden: int, batch: int, dtype, groups_first: bool) -> tuple[int, int]:
+    """(G, P): the threads of a recurrence kernel as G groups of the step block's columns
+    (whole registers each where the products run packed; one group otherwise) by P parts of
+    the hidden units, as many in all as a kernel of one step's product flops gets
+    (`kernel_threads`); groups first (they never wait for each other) or parts first."""
+    want = max(1, kernel_threads(8 * hidden * hidden * batch))
+    regs = -(-batch // _lanes(dtype)) if _packs(batch, dtype) else 1
+    if groups_first:
+        groups = min(want, regs)
+        return groups, max(1, min(want // groups, hidden))
+    parts = min(want, hidden)
+    return max(1, min(want // parts, regs)), parts
+
+
+def _panel_rows() -> int:
+    from ..backend.numba.intrinsics import PANEL_ROWS
+
+    return PANEL_ROWS
+
+
+def _panels(gates: int, hidden: int, parts: int) -> int:
+    """Panels of packed rows for `gates` rows a hidden unit, each of `parts` parts packed
+    into whole panels of its own."""
+    pr = _panel_rows()
+    return sum(-(-gates * ((u + 1) * hidden // parts - u * hidden // parts) // pr)
+               for u in range(parts))
+
+
+def _whole_panels(n: int) -> int:
+    """n rounded up to whole panels of rows."""
+    return -(-n // _panel_rows()) * _panel_rows()
 
 
 def _lanes(dtype) -> int:
@@ -197,20 +225,24 @@ class LstmSeq(OpDef):
         gate, state = _src(_SRC[node.attrs["gate"]], node), _src(_SRC[node.attrs["state"]], node)
         pre = "(z[{0}j, q] + bl[{0}j])".format
         h, n = node.inputs[4].shape
+        d = node.inputs[0].shape[0]
         dtype = np_dtype(node.outputs[0].dtype)
         weights, product = _FORWARD_PRODUCT[_packs(n, dtype)]
         source = _FORWARD.format(
-            weights=weights, product=product,
+            grid=_GRID.format(buf="hx"), weights=weights, product=product,
             gate_i=gate.format(pre("")), gate_f=gate.format(pre("hs + ")),
             state_g=state.format(pre("2 * hs + ")), gate_o=gate.format(pre("3 * hs + ")),
             state_c=state.format("cc"))
-        count = _threads(h, n)
-        # [h; x] of steps k, k + 1 (their padding columns stay 0), and the barriers' counters:
-        # the lowering's own, the same arrays on every call (a call built once)
-        hx = np.zeros((2, h + node.inputs[0].shape[0], _padded(n, dtype)), dtype)
-        sync = _sync(count)
-        return Lowering(source=source, threads=count, sync=sync,
-                        args=lambda ins, outs: [*ins, *outs, hx, sync])
+        groups, parts = _grid(h, n, dtype, groups_first=False)
+        # each group's [h; x] of steps k, k + 1 (the padding columns stay 0), each part's rows
+        # of [R W] packed, and the barriers' counters: the lowering's own, the same arrays on
+        # every call (a call built once)
+        hx = zeros_aligned((groups, 2, h + d, _padded(n, dtype)), dtype)
+        ap = zeros_aligned((_panels(4, h, parts) if _packs(n, dtype) else 1,
+                       (h + d) * _panel_rows()), dtype)
+        sync = _sync(groups * parts)
+        return Lowering(source=source, threads=groups * parts, sync=sync,
+                        args=lambda ins, outs: [*ins, *outs, ap, hx, sync])
 
     def samples(self, rng):
         def case(t, n, h, state, gate, scale=0.6, d=2):
@@ -331,16 +363,24 @@ class LstmSeqBackward(OpDef):
             da_o=" + da[h3 + jj, col]" if at["has_da"] else "",
             dgate_i=g.format("ai"), dgate_f=g.format("af"), dstate_g=s.format("ag"),
             dgate_o=g.format("ao"),
-            dc0="dc[jj, q] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]",
-            zero=_src("ZERO", node))
-        count = _threads(h, n)
+            dc0="dc[jj, qq] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]",
+            zero=_src("ZERO", node), grid=_GRID.format(buf="zc"), chunk_columns=CHUNK_COLUMNS)
+        groups, parts = _grid(h, n, dtype, groups_first=True)
+        count = groups * parts
         d, tn = node.inputs[4].shape
-        gb = np.zeros((2, 4 * h, _padded(n, dtype)), dtype)  # dZ of steps k and k - 1
-        # [S's leading T·N columns; X]^T, each part padded to whole registers
-        bt = np.empty((tn, _whole(h, dtype) + _whole(d, dtype)), dtype)
+        wide = _whole(h, dtype) + _whole(d, dtype)
+        ap = zeros_aligned((_panels(1, h, parts) if _packs(n, dtype) else 1,
+                       4 * h * _panel_rows()), dtype)
+        # [S's leading T·N columns; X]^T, a group's columns padded to whole registers
+        bt = zeros_aligned((tn // n * _padded(n, dtype), wide), dtype)
+        # each group's dZ of two chunks of steps, each thread's [dR dW] accumulated over the
+        # chunks (any thread's rows: a call on one thread has them all), each group's sums
+        zc = zeros_aligned((groups, 4 * h, 2 * max(CHUNK_COLUMNS, _padded(n, dtype))), dtype)
+        acc = zeros_aligned((count, _whole_panels(4 * h), wide), dtype)
+        part = zeros_aligned((groups, 4 * h), dtype)
         sync = _sync(count)
         return Lowering(source=source, threads=count, sync=sync,
-                        args=lambda ins, outs: [*outs, *ins, gb, bt, sync])
+                        args=lambda ins, outs: [*outs, *ins, ap, zc, bt, acc, part, sync])
 
     def samples(self, rng):
         out, fwd = [], LstmSeq()
@@ -427,60 +467,94 @@ def _backward_graph(b, inputs, at):
     return [dz, dh0, dc0, b.emit("sum_to", dz, shape=(4 * h, 1)), dr, dw]
 
 
-# --- Numba kernels: the time loop, split over the hidden units between threads ----------------
+# --- Numba kernels: the time loop, split between threads ------------------------------------
 
-# Each of the call's T threads owns a block of hidden units: it copies its rows of [R W] (its
-# units' i, f, g, o rows; in the backward pass its rows of R^T) and, every step, computes its
-# part of the product and then its units' gates, cell and hidden state. The next step needs
-# every unit's result, so the threads meet at a barrier (`step_barrier`, atomics in shared
-# memory) once per step; the shared step block ([h; x_t] in `hx`, dZ_t in `gb`) is
-# double-buffered, so a thread may start writing step k + 1 while another still reads step k.
-# Measured at H = 128, N = 32, T = 32 on 2 cores, against one kernel thread calling BLAS on
-# two: forward 1.56 -> 1.25 ms, backward 1.66 -> 1.44 ms.
+# The call's threads form a grid: G groups of the step block's columns (observations, whole
+# registers each where the products run packed) by P parts of the hidden units (`_grid`).
+# Columns never meet in a recurrence, so the groups run apart; the P threads of a group each
+# compute their units' rows of the step's product, then their units' gates, cell and hidden
+# state, and meet at a barrier (`step_barrier`, atomics in shared memory) once per step, the
+# next step needing every unit's result. A group's step block ([h; x_t] in `hx`; dZ_t in a
+# slot of `zc`) is double-buffered, so a thread may start writing step k + 1 while another
+# still reads step k.
 #
-# The product runs on the rows packed once per call (`panel_gemm`, intrinsics.py) when the
-# step block is at least a register wide (its columns padded with zeros to whole registers),
-# else as one single-threaded BLAS call: packed, the H = 128, N = 32 train step went 6.31 ->
+# Which split pays differs between the kernels (H = 128, N = 32 on this machine's 2 cores,
+# phase cycles in the train step, quiet hour): the backward kernel runs as groups (two of 16
+# columns): its gate loop 300-360 -> 230-280 us a call and no step barriers (50-100 us of
+# waits); the forward one as parts (two of 64 units): as groups its gate loop took 440 us
+# against 330, more than the barriers' 35-70 cost. Train step 3.14 -> 2.92 ms with the
+# chunked weight gradients below (`bench --against`, 8 rounds each).
+#
+# The product runs on the rows packed once per call (`panel_gemm`, intrinsics.py; each part's
+# rows packed by its G threads between them, read by all) when the step block is at least a
+# register wide (each group's columns padded with zeros to whole registers), else as one
+# single-threaded BLAS call (one group): packed, the H = 128, N = 32 train step went 6.31 ->
 # 5.62 ms (`bench --against`, medians of 5 processes each).
 #
-# After its time loop, each backward thread makes its rows of [dR dW] = dZ · [S_before; X]^T
-# (`panel_gemm_add` over all T·N columns; the threads wrote bt = [S_before; X]^T between them
-# before the loop, a share each). Against the two 2-thread BLAS products the graph ran before
-# (with S's copy and X's transpose for them): -2.5 % on the train step (7 rounds each).
+# The backward kernel makes the weight gradients as it goes: dZ's step blocks stay in `zc`
+# for a chunk of CHUNK_COLUMNS columns of steps (two chunks, alternating), and at a chunk's
+# end each thread adds its rows of [dR dW] for the chunk's columns, its group's first, every
+# other group's once they are done too, to its accumulator: ~750 us a call as one product at
+# the end was (the panel kernel's rate), but from cache where that one read 2 MB of dZ back.
+#
+# The kernels run on any thread count T they are called with up to the grid's (a call on one
+# thread: runtime's Barriers): the grid is min(G, T) groups by T // G parts, and the shared
+# buffers are sized and laid out for any of them (padding rows and columns zeroed on every
+# call: another grid's call may have written data there). Threads write neighbouring blocks
+# of a row (a group's columns): the buffers start on cache lines (`zeros_aligned`, and the
+# runtime's), else two threads write into one line at every step (train step, fastest of
+# 12 blocks, three alternating pairs of processes: 3.15-3.46 ms unaligned, 2.91-3.05 aligned).
 #
 # Every index is unsigned (uint64 arithmetic throughout: with a signed one Numba adds a
 # negative-index check, and LLVM then cannot tell that the gate loop's writes into the outputs
 # never meet its reads, so the loop stays scalar: 4x slower, measured). The step's states are
-# kept as (., N) blocks too (`cb`, `dh`, `dcc`), so the loop never reads an output.
-_FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
-    one = np.uint64(1)
+# kept as (., columns) blocks too (`cb`, `dh`, `dcc`), so the loop never reads an output.
+CHUNK_COLUMNS = 128
+
+# the thread's place in the grid (groups from the first dimension of the step block's buffer)
+_GRID = """    one = np.uint64(1)
+    groups = min(np.uint64({buf}.shape[0]), np.uint64(T))
+    parts = np.uint64(T) // groups
+    g, p = np.uint64(t) // parts, np.uint64(t) % parts
+    j0 = p * hd // parts  # its hidden units
+    hs = (p + one) * hd // parts - j0
+    lanes = np.uint64(panel_width({buf}))
+    regs = (n + lanes - one) // lanes if n >= lanes else one  # register-columns, or one
+    r0, r1 = g * regs // groups, (g + one) * regs // groups
+    q0 = r0 * lanes  # its columns of each step block: wq, padded to wp in the buffers
+    wq = min(n, r1 * lanes) - q0
+    wp = (r1 - r0) * lanes if n >= lanes else n
+    pr = np.uint64(PANEL_ROWS)
+"""
+
+_FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, ap, hx, sync, t, T):
     hd, n, d = np.uint64(h0.shape[0]), np.uint64(h0.shape[1]), np.uint64(x.shape[0])
-    h2 = hd + hd
+{grid}    h2 = hd + hd
     h3 = h2 + hd
-    j0 = np.uint64(t) * hd // np.uint64(T)
-    hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
-    x0 = np.uint64(t) * d // np.uint64(T)  # the rows of x this thread stages for each step
-    x1 = (np.uint64(t) + one) * d // np.uint64(T)
-{weights}    cb = np.empty((hs, n), dtype=s.dtype)
+    x0 = p * d // parts  # the rows of x it stages for its group each step
+    x1 = (p + one) * d // parts
+    hxg = hx[g]  # (its columns: the first wp)
+{weights}    cb = np.empty((hs, wq), dtype=s.dtype)
     for j in range(hs):
-        for q in range(n):
-            cb[j, q] = c0[j0 + j, q]
-            hx[0, j0 + j, q] = h0[j0 + j, q]
-            s[j0 + j, q] = h0[j0 + j, q]
-            c[j0 + j, q] = c0[j0 + j, q]
+        for q in range(wq):
+            qq = q0 + q
+            cb[j, q] = c0[j0 + j, qq]
+            hxg[0, j0 + j, q] = h0[j0 + j, qq]
+            s[j0 + j, qq] = h0[j0 + j, qq]
+            c[j0 + j, qq] = c0[j0 + j, qq]
     for m in range(x0, x1):
-        for q in range(n):
-            hx[0, hd + m, q] = x[m, q]
+        for q in range(wq):
+            hxg[0, hd + m, q] = x[m, q0 + q]
     base = np.uint64(sync[t * SYNC_STRIDE])  # where the counters stand (equal between calls)
-    step_barrier(sync, t, T, base + one)
+    step_barrier(sync, t, T, base + one)  # every thread: the packed rows are shared
     steps = np.uint64(x.shape[1]) // n
     for k in range(steps):
         {product}
-        h = hx[(k + one) & one]
+        h = hxg[(k + one) & one]
         for j in range(hs):
             jj = j0 + j
-            for q in range(n):
-                col = k * n + q
+            for q in range(wq):
+                col = k * n + q0 + q
                 nxt = col + n
                 ai = {gate_i}
                 af = {gate_f}
@@ -498,29 +572,34 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, hx, sync, t, T):
                 a[h3 + jj, col] = ao
         if k + one < steps:
             for m in range(x0, x1):
-                for q in range(n):
-                    h[hd + m, q] = x[m, (k + one) * n + q]
-        step_barrier(sync, t, T, base + k + np.uint64(2))
+                for q in range(wq):
+                    h[hd + m, q] = x[m, (k + one) * n + q0 + q]
+        step_barrier(sync, t, parts, base + k + np.uint64(2), g * parts)
     return 0
 """
 
 # the step's product on weights packed for `panel_gemm` (a step block at least a register
 # wide), or as they are for BLAS: (weights, product) source for each kernel
 _FORWARD_PRODUCT = {
-    True: ("""    # its units' rows of [R W], packed for `panel_gemm`, and of b
-    rows, pr = np.uint64(4) * hs, np.uint64(PANEL_ROWS)
+    True: ("""    # its part's rows of [R W], packed for `panel_gemm` (its share of them: the
+    # part's other groups pack the rest, seen after the first barrier), and of b
+    rows = np.uint64(4) * hs
     panels = (rows + pr - one) // pr
-    ap = np.zeros((panels, (hd + d) * pr), dtype=s.dtype)
+    first = np.uint64(0)  # its part's first panel in `ap`: the parts before it, in turn
+    for u in range(p):
+        first += (np.uint64(4) * ((u + one) * hd // parts - u * hd // parts) + pr - one) // pr
+    apl = ap[np.intp(first):np.intp(first + panels)]
+    for i in range(g * rows // groups, (g + one) * rows // groups):
+        row = i // hs * hd + j0 + i % hs
+        pack_row(apl, i, 0, r[row])
+        pack_row(apl, i, hd, w[row])
     bl = np.empty(rows, dtype=s.dtype)
     for gate in range(np.uint64(4)):
         for j in range(hs):
-            row = gate * hd + j0 + j
-            pack_row(ap, gate * hs + j, 0, r[row])
-            pack_row(ap, gate * hs + j, hd, w[row])
-            bl[gate * hs + j] = bias[row, 0]
-    z = np.empty((panels * pr, np.uint64(hx.shape[2])), dtype=s.dtype)
-""", "panel_gemm(ap, hx[k & one], z)"),
-    False: ("""    # its units' rows of [R W] and of b
+            bl[gate * hs + j] = bias[gate * hd + j0 + j, 0]
+    z = np.empty((panels * pr, wp), dtype=s.dtype)
+""", "panel_gemm(apl, hxg[k & one, :, :np.intp(wp)], z)"),
+    False: ("""    # its part's rows of [R W] and of b
     rl = np.empty((4 * hs, hd + d), dtype=s.dtype)
     bl = np.empty(4 * hs, dtype=s.dtype)
     for gate in range(np.uint64(4)):
@@ -531,57 +610,78 @@ _FORWARD_PRODUCT = {
             for m in range(d):
                 rl[gate * hs + j, hd + m] = w[row, m]
             bl[gate * hs + j] = bias[row, 0]
-    z = np.empty((4 * hs, n), dtype=s.dtype)
-""", "np.dot(rl, hx[k & one], z)")}
+    z = np.empty((4 * hs, wp), dtype=s.dtype)
+""", "gemm(rl, hxg[k & one], z)")}
 _BACKWARD_PRODUCT = {
-    True: ("""    ap = np.zeros((panels, 4 * hd * pr), dtype=dz.dtype)  # its rows of R^T, packed
-    for j in range(hs):
-        pack_row(ap, j, 0, r[:, j0 + j])
-    dh = np.zeros((panels * pr, np.uint64(gb.shape[2])), dtype=dz.dtype)
-""", "panel_gemm(ap, g, dh)"),
-    False: ("""    rl = np.empty((hs, 4 * hd), dtype=dz.dtype)  # this thread's rows of R^T
+    True: ("""    # its part's rows of R^T, packed (its share: as in the forward kernel)
+    panels = (hs + pr - one) // pr
+    first = np.uint64(0)  # its part's first panel in `ap`
+    for u in range(p):
+        first += ((u + one) * hd // parts - u * hd // parts + pr - one) // pr
+    apl = ap[np.intp(first):np.intp(first + panels)]
+    for j in range(g * hs // groups, (g + one) * hs // groups):
+        pack_row(apl, j, 0, r[:, j0 + j])
+    dh = np.zeros((panels * pr, wp), dtype=dz.dtype)
+""", "panel_gemm(apl, zg[:, np.intp(sq):np.intp(sq + wp)], dh)"),
+    False: ("""    panels = (hs + pr - one) // pr
+    rl = np.empty((hs, 4 * hd), dtype=dz.dtype)  # its part's rows of R^T
     for m in range(4 * hd):
         for j in range(hs):
             rl[j, m] = r[m, j0 + j]
-    dh = np.zeros((hs, n), dtype=dz.dtype)
-""", "np.dot(rl, g, dh)")}
+    dh = np.zeros((hs, wp), dtype=dz.dtype)
+""", "gemm(rl, zg[:, np.intp(sq):np.intp(sq + wp)], dh)")}
 
-_BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb, bt, sync, t, T):
-    one = np.uint64(1)
+_BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, ap, zc, bt, acc, part,
+           sync, t, T):
     hd, n = np.uint64(dh0.shape[0]), np.uint64(dh0.shape[1])
-    h2 = hd + hd
+{grid}    h2 = hd + hd
     h3 = h2 + hd
-    j0 = np.uint64(t) * hd // np.uint64(T)
-    hs = (np.uint64(t) + one) * hd // np.uint64(T) - j0
     steps = np.uint64(a.shape[1]) // n
-    pr = np.uint64(PANEL_ROWS)
-    panels = (hs + pr - one) // pr
-{weights}    # this thread's share of the rows of bt = [S's leading T·N columns; X]^T, each part
-    # padded with zeros to whole registers (the other threads' rows are theirs, seen after
-    # the first step's barrier), for the weight gradients at the end
+{weights}    # bt = [S's leading T·N columns; X]^T, a block for each group: wp rows a step (its
+    # columns, then zero rows), S's and X's parts each padded with zero columns to whole
+    # registers (the zeros from the allocation, never written); its share of its group's steps
     tn, d, wide = np.uint64(a.shape[1]), np.uint64(x.shape[0]), np.uint64(bt.shape[1])
-    lanes = np.uint64(panel_width(dz))
     hp = (hd + lanes - one) // lanes * lanes
-    col0 = np.uint64(t) * tn // np.uint64(T)
-    col1 = (np.uint64(t) + one) * tn // np.uint64(T)
-    c0, c1 = np.intp(col0), np.intp(col1)  # in register tiles (`transpose_into`)
-    transpose_into(s[:np.intp(hd), c0:c1], bt[c0:c1, :np.intp(hd)])
-    transpose_into(x[:, c0:c1], bt[c0:c1, np.intp(hp):np.intp(hp + d)])
-    for col in range(col0, col1):
-        for m in range(hd, hp):
-            bt[col, m] = {zero}
-        for m in range(hp + d, wide):
-            bt[col, m] = {zero}
-    dcc = np.zeros((hs, n), dtype=dz.dtype)
-    sums = np.zeros((4 * hs, n), dtype=dz.dtype)  # of its rows of dZ, for db
+    btg = bt[np.intp(steps * q0):np.intp(steps * (q0 + wp))]
+    for k in range(p * steps // parts, (p + one) * steps // parts):
+        c0, c1, b0 = np.intp(k * n + q0), np.intp(k * n + q0 + wq), np.intp(k * wp)
+        transpose_into(s[:np.intp(hd), c0:c1], btg[b0:b0 + c1 - c0, :np.intp(hd)])
+        transpose_into(x[:, c0:c1], btg[b0:b0 + c1 - c0, np.intp(hp):np.intp(hp + d)])
+        for q in range(wq, wp):  # the padding rows: zeros (a call on another grid may have
+            for m in range(wide):  # written data there)
+                btg[k * wp + q, m] = {zero}
+    # its group's dZ of two chunks of steps, wp columns a step: a step's block is the
+    # product's operand; at a chunk's end, every thread adds its rows of [dR dW] for the
+    # chunk's columns of every group (still in cache) to its accumulator `at`, while the
+    # groups go on into the other chunk
+    zg = zc[g]
+    widest = (regs + groups - one) // groups * lanes if n >= lanes else n
+    chunk = max(one, np.uint64({chunk_columns}) // widest)  # steps: the same for every group
+    for gate in range(np.uint64(4)):  # its padding columns: zeros (as bt's padding rows)
+        for j in range(hs):
+            for u in range(np.uint64(2) * chunk):
+                for q in range(wq, wp):
+                    zg[gate * hd + j0 + j, u * wp + q] = {zero}
+    all_panels = (np.uint64(4) * hd + pr - one) // pr  # its rows of [dR dW]: whole panels
+    m0 = np.uint64(t) * all_panels // np.uint64(T) * pr
+    m1 = min(np.uint64(4) * hd, (np.uint64(t) + one) * all_panels // np.uint64(T) * pr)
+    at = acc[t]
+    for i in range(m1 - m0):
+        for m in range(wide):
+            at[i, m] = {zero}
+    dcc = np.zeros((hs, wq), dtype=dz.dtype)
+    sums = np.zeros((4 * hs, wq), dtype=dz.dtype)  # of its rows of dZ, for db
     base = np.uint64(sync[t * SYNC_STRIDE])  # where the counters stand (equal between calls)
+    met = one  # the barriers met: every thread meets the same ones
+    step_barrier(sync, t, T, base + met)  # every thread: the packed rows are shared
     for back in range(steps):
         k = steps - back - one
-        g = gb[back & one]  # the step's dZ, every thread's rows, for the GEMM
+        half = (back // chunk) & one
+        sq = (half * chunk + chunk - one - back % chunk) * wp  # the step's columns in zg
         for j in range(hs):
             jj = j0 + j
-            for q in range(n):
-                col = k * n + q
+            for q in range(wq):
+                col = k * n + q0 + q
                 nxt = col + n
                 ai = a[jj, col]
                 af = a[hd + jj, col]
@@ -594,10 +694,10 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
                 gf = (dcv * c[jj, col]{da_f}) * {dgate_f}
                 gg = (dcv * ai{da_g}) * {dstate_g}
                 go = (dhv * sc{da_o}) * {dgate_o}
-                g[jj, q] = gi
-                g[hd + jj, q] = gf
-                g[h2 + jj, q] = gg
-                g[h3 + jj, q] = go
+                zg[jj, sq + q] = gi
+                zg[hd + jj, sq + q] = gf
+                zg[h2 + jj, sq + q] = gg
+                zg[h3 + jj, sq + q] = go
                 dz[jj, col] = gi
                 dz[hd + jj, col] = gf
                 dz[h2 + jj, col] = gg
@@ -607,29 +707,47 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, gb,
                 sums[2 * hs + j, q] += gg
                 sums[3 * hs + j, q] += go
                 dcc[j, q] = dcv * af
-        step_barrier(sync, t, T, base + back + one)
+        met += one
+        step_barrier(sync, t, parts, base + met, g * parts)
         {product}
+        if (back + one) % chunk == 0 or back + one == steps:  # steps k.. of the chunk
+            met += one  # its group's chunk done: its own columns first, then every other
+            store_release(sync, t * SYNC_STRIDE, base + met)  # group's once they are
+            s0 = half * chunk + chunk - one - back % chunk  # the chunk's slots: s0, ..., s1 - 1
+            s1 = (half + one) * chunk
+            for v in range(groups):  # group u: its columns' width, slots and block of bt
+                u = (g + v) % groups
+                if v == one:
+                    barrier_wait(sync, base + met, np.uint64(0), np.uint64(T))
+                u0 = u * regs // groups
+                uw = ((u + one) * regs // groups - u0) * lanes if n >= lanes else n
+                b0 = np.intp((steps * u0 * lanes if n >= lanes else 0) + k * uw)
+                z0, z1 = np.intp(s0 * uw), np.intp(s1 * uw)
+                panel_gemm_add(zc[u, np.intp(m0):np.intp(m1), z0:z1], bt[b0:b0 + z1 - z0], at)
     for j in range(hs):
         jj = j0 + j
-        for q in range(n):
-            dh0[jj, q] = ds[jj, q] + dh[j, q]
-            dc0[jj, q] = {dc0}
-    for gate in range(np.uint64(4)):
+        for q in range(wq):
+            qq = q0 + q
+            dh0[jj, qq] = ds[jj, qq] + dh[j, q]
+            dc0[jj, qq] = {dc0}
+    for gate in range(np.uint64(4)):  # its columns' sums, for every group's to be added
         for j in range(hs):
             total = sums[gate * hs + j, 0]
-            for q in range(one, n):
+            for q in range(one, wq):
                 total += sums[gate * hs + j, q]
-            db[gate * hd + j0 + j, 0] = total
-    # [dR dW] of its rows = its rows of dZ (all steps) times bt: one product per gate block
-    hsp = panels * pr
-    acc = np.zeros((4 * hsp, wide), dtype=dz.dtype)
-    for gate in range(np.uint64(4)):
-        r0, a0 = np.intp(gate * hd + j0), np.intp(gate * hsp)
-        panel_gemm_add(dz[r0:r0 + np.intp(hs)], bt, acc[a0:a0 + np.intp(hsp)])
-        for j in range(hs):
-            for m in range(hd):
-                dr[gate * hd + j0 + j, m] = acc[gate * hsp + j, m]
-            for m in range(d):
-                dw[gate * hd + j0 + j, m] = acc[gate * hsp + j, hp + m]
+            part[g, gate * hd + j0 + j] = total
+    store_release(sync, t * SYNC_STRIDE, base + met + one)  # its sums are in
+    for i in range(m1 - m0):
+        row = m0 + i
+        for m in range(hd):
+            dr[row, m] = at[i, m]
+        for m in range(d):
+            dw[row, m] = at[i, hp + m]
+    barrier_wait(sync, base + met + one, np.uint64(0), np.uint64(T))  # every group's sums
+    for row in range(m0, m1):
+        total = part[0, row]
+        for u in range(one, groups):
+            total += part[u, row]
+        db[row, 0] = total
     return 0
 """

@@ -31,12 +31,12 @@ import math
 import numpy as np
 from numba import njit
 
-from lgc.backend.numba.intrinsics import (NAP_US, PANEL_ROWS, SYNC_STRIDE, call_compiled,
-                                          call_trampoline, compare_swap, cycles, fast_exp,
-                                          fast_log, fast_sigmoid, fast_tanh, gemm, load_acquire,
-                                          nap, pack_row, panel_gemm, panel_gemm_add,
-                                          panel_width, step_barrier, store_release,
-                                          transpose_into)
+from lgc.backend.numba.intrinsics import (NAP_US, PANEL_ROWS, SYNC_STRIDE, barrier_wait,
+                                          call_compiled, call_trampoline, compare_swap, cycles,
+                                          fast_exp, fast_log, fast_sigmoid, fast_tanh, gemm,
+                                          load_acquire, nap, pack_row, panel_gemm,
+                                          panel_gemm_add, panel_width, step_barrier,
+                                          store_release, transpose_into)
 
 '''
 

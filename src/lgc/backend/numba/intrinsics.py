@@ -38,10 +38,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np import numpy_support
 
-__all__ = ["call_compiled", "call_trampoline", "compare_swap", "cycles", "fast_exp", "fast_log",
-           "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "nap", "pack_row", "panel_gemm",
-           "panel_gemm_add", "panel_width", "step_barrier", "store_release", "transpose_into",
-           "NAP_US", "PANEL_ROWS", "VERSION"]
+__all__ = ["barrier_wait", "call_compiled", "call_trampoline", "compare_swap", "cycles",
+           "fast_exp", "fast_log", "fast_sigmoid", "fast_tanh", "gemm", "load_acquire", "nap",
+           "pack_row", "panel_gemm", "panel_gemm_add", "panel_width", "step_barrier",
+           "store_release", "transpose_into", "NAP_US", "PANEL_ROWS", "VERSION"]
 
 # kernels compiled against an older version of this file must not be reused (compile.py)
 VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -581,14 +581,13 @@ PATIENCE = 20_000_000  # turns past the spins (a nap counts NAP_US: ~20 s) befor
 
 
 @njit(nogil=True, cache=False, inline="always")
-def step_barrier(sync, t, count, step, patience=PATIENCE):
-    """Thread t of `count` has finished `step`; returns once every thread has. `sync` holds
-    count counters SYNC_STRIDE apart, all equal (say v) when the call starts, and steps count
-    from v + 1 (a kernel reads v first: the counters serve call after call). A partner that
-    never arrives (its part of the kernel failed) raises here after `patience` turns past
-    the spins instead of hanging the program."""
-    store_release(sync, t * SYNC_STRIDE, step)
-    for u in range(count):
+def barrier_wait(sync, step, first, count, patience=PATIENCE):
+    """Returns once threads first, ..., first + count - 1 have each reached `step` (counted
+    in their slots of `sync`: see `step_barrier`). A partner that never arrives (its part of
+    the kernel failed) raises here after `patience` turns past the spins instead of hanging
+    the program."""
+    u0 = np.int64(first)  # signed: an unsigned index mixed with SYNC_STRIDE is a float
+    for u in range(u0, u0 + np.int64(count)):
         spins = 0
         while load_acquire(sync, u * SYNC_STRIDE) < step:
             spins += 1
@@ -597,6 +596,18 @@ def step_barrier(sync, t, count, step, patience=PATIENCE):
                 spins += NAP_US
             if spins > BARRIER_SPINS + patience:
                 raise RuntimeError("step_barrier: a thread of this kernel never arrived")
+
+
+@njit(nogil=True, cache=False, inline="always")
+def step_barrier(sync, t, count, step, first=0, patience=PATIENCE):
+    """Thread t has finished `step`; returns once threads first, ..., first + count - 1 have
+    (t among them). `sync` holds a counter per thread, SYNC_STRIDE apart, all equal (say v)
+    when the call starts, and steps count from v + 1 (a kernel reads v first: the counters
+    serve call after call; every thread meets the same sequence of barriers, whichever
+    threads each waits for). A barrier in two halves: `store_release(sync, t * SYNC_STRIDE,
+    step)` when t's part is done, work that needs no partner, then `barrier_wait`."""
+    store_release(sync, t * SYNC_STRIDE, step)
+    barrier_wait(sync, step, first, count, patience)
 
 
 @intrinsic

@@ -32,7 +32,7 @@ from ...ir.types import np_dtype
 from ...ops.base import PYTHON_CALL_MIN_ELEMENTS, kernel_threads
 from ...passes import CPU_PIPELINE, optimize
 from ...passes.fuse_reduce import operand_pattern, reduction_blocks
-from ..plan import plan_buffers, workspace_bytes
+from ..plan import empty_aligned, plan_buffers, workspace_bytes
 from . import blas, codegen, launch, threads
 from .compile import STATS, calls_blas, load_kernel, record_compiled, record_first_call, snapshot
 
@@ -629,7 +629,7 @@ class NumbaExecutable:
         writes = [s.kind in ("kernel", "blas") for s in self._steps]
         constants = {o for s in self._steps if _constant(s) for o in s.node.outputs
                      if o not in self._fresh}
-        allocate = lambda v: np.empty(v.shape, np_dtype(v.dtype))  # noqa: E731
+        allocate = lambda v: empty_aligned(v.shape, np_dtype(v.dtype))  # noqa: E731
         plan = plan_buffers(nodes, writes, [not w for w in writes], allocate,
                             skip=self._fresh | constants, live_to_end=self._copied_out)
         plan.update({v: allocate(v) for v in constants})
@@ -853,7 +853,7 @@ class NumbaExecutable:
             if (k in self._pinned or k in donated or v in self._fresh
                     or v.type.size * dtype.itemsize > STAGE_MAX_BYTES):
                 continue
-            staged.append((k, np.empty(shape, dtype)))
+            staged.append((k, empty_aligned(shape, dtype)))
         return staged
 
     def _copies_into_buffer(self, step: Step, env: list) -> bool:
@@ -867,7 +867,7 @@ class NumbaExecutable:
     def _copy_into_buffer(self, step: Step, env: list) -> Callable[[], object]:
         (i_in,), (i_out,) = step.ins, step.outs
         src, t = env[i_in], self._types[i_out]
-        buf = env[i_out] = np.empty(t.shape, np_dtype(t.dtype))
+        buf = env[i_out] = empty_aligned(t.shape, np_dtype(t.dtype))
         return partial(np.copyto, buf.reshape(src.shape), src)  # row-major, as reshape reads
 
     def _done_here(self, step: Step, env: list) -> bool:
@@ -894,7 +894,7 @@ class NumbaExecutable:
         buf = self._buffers.get(i)
         if buf is None:
             t = self._types[i]
-            buf = np.empty(t.shape, np_dtype(t.dtype))
+            buf = empty_aligned(t.shape, np_dtype(t.dtype))
         env[i] = buf
         return buf
 
