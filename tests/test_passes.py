@@ -166,3 +166,31 @@ def test_sums_of_products_become_one_gemm_and_recurrences_make_their_weight_grad
     want = lgc.compile(grad, backend="reference")(lgc.dlarray(w), lgc.dlarray(r))
     for u, v in zip(got, want):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("input_gradient", [False, True])
+def test_dce_lets_a_node_compute_less_when_an_output_is_unread(input_gradient):
+    """OpDef.prune: an LSTM's backward kernel writes dZ (4H x T·N) only when something reads it
+    (the input's gradient W^T·dZ); without a reader dZ becomes (4H, 0) and the gradients the
+    graph does read are unchanged."""
+    rng = np.random.default_rng(3)
+    h, n, t = 4, 3, 5
+    x = rng.normal(size=(2, n, t))
+    w, r, bias = rng.normal(size=(4 * h, 2)), rng.normal(size=(4 * h, h)), np.zeros((4 * h, 1))
+
+    def grad(x, w, r):
+        _, hs, _ = lgc.lstm(x, np.zeros(h), np.zeros(h), w, r, bias)
+        loss = lgc.sum(hs * hs, "all")
+        return lgc.dlgradient(loss, x, w, r) if input_gradient else lgc.dlgradient(loss, w, r)
+
+    args = lgc.dlarray(x, "CBT"), lgc.dlarray(w), lgc.dlarray(r)
+    low = lgc.compile(grad, backend="numba").lower(*args)
+    (back,) = [m for m in low.optimized.nodes if m.op.name == "lstm_seq_backward"]
+    assert back.attrs["has_dz"] == input_gradient
+    assert back.outputs[0].shape == ((4 * h, n * t) if input_gradient else (4 * h, 0))
+    got = lgc.compile(grad, backend="numba")(*args)
+    want = lgc.compile(grad, backend="reference")(*args)
+    for u, v in zip(got, want):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-9, atol=1e-12)
+    again = eliminate_dead_code(low.optimized)  # pruned already: nothing changes
+    assert again.nodes == low.optimized.nodes

@@ -200,6 +200,13 @@ class OpDef:
         """An algebraic rewrite of `node` (replacement values), or None to keep it."""
         return None
 
+    def prune(self, node: Node, used: tuple[bool, ...]) -> dict[str, Any] | None:
+        """Attributes under which `node` computes less, given which of its outputs anything
+        reads (`used`; some are not): the unread ones may then be computed no longer (their
+        types may change: nothing reads them). None: as it is. Called by dead-code
+        elimination."""
+        return None
+
     def __repr__(self) -> str:
         return f"<op {self.name}>"
 
