@@ -171,8 +171,8 @@ def test_sums_of_products_become_one_gemm_and_recurrences_make_their_weight_grad
 @pytest.mark.parametrize("input_gradient", [False, True])
 def test_dce_lets_a_node_compute_less_when_an_output_is_unread(input_gradient):
     """OpDef.prune: an LSTM's backward kernel writes dZ (4H x T·N) only when something reads it
-    (the input's gradient W^T·dZ); without a reader dZ becomes (4H, 0) and the gradients the
-    graph does read are unchanged."""
+    (the input's gradient W^T·dZ); without a reader dZ becomes (4H, 0) (and dh0, dc0 (H, 0):
+    constant initial states), and the gradients the graph does read are unchanged."""
     rng = np.random.default_rng(3)
     h, n, t = 4, 3, 5
     x = rng.normal(size=(2, n, t))
@@ -187,6 +187,7 @@ def test_dce_lets_a_node_compute_less_when_an_output_is_unread(input_gradient):
     low = lgc.compile(grad, backend="numba").lower(*args)
     (back,) = [m for m in low.optimized.nodes if m.op.name == "lstm_seq_backward"]
     assert back.attrs["has_dz"] == input_gradient
+    assert not back.attrs["has_d0"]  # the initial states are constants: no dh0, dc0
     assert back.outputs[0].shape == ((4 * h, n * t) if input_gradient else (4 * h, 0))
     got = lgc.compile(grad, backend="numba")(*args)
     want = lgc.compile(grad, backend="reference")(*args)

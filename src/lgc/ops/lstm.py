@@ -265,11 +265,13 @@ class LstmSeqBackward(OpDef):
     """dZ, dh0, dc0, db, dR, dW = the LSTM's pre-activation, initial-state, bias and weight
     gradients (db the column sums of dZ; dR = dZ · (the states before each step: S's leading
     T·N columns)^T, dW = dZ · X^T) from dS (dC, dA). Without `has_dz` (set by dead-code
-    elimination when nothing reads dZ: `prune`), dZ is (4H, 0) and never written."""
+    elimination when nothing reads dZ: `prune`), dZ is (4H, 0) and never written; without
+    `has_d0` (nothing reads dh0 or dc0: initial states that are constants) dh0 and dc0 are
+    (H, 0), and the last step's product (Rᵀ·dZ for dh0 alone) is not made."""
 
     name = "lstm_seq_backward"
     attrs = {"state": "tanh", "gate": "sigmoid", "has_dc": False, "has_da": False,
-             "has_dz": True}
+             "has_dz": True, "has_d0": True}
 
     def _inputs(self, args, has_dc, has_da):
         """(A, C, R, S, X, dS, dC or None, dA or None) from the positional inputs."""
@@ -278,7 +280,7 @@ class LstmSeqBackward(OpDef):
         da = rest.pop(0) if has_da else None
         return a, c, r, s, x, ds, dc, da
 
-    def infer(self, in_types, state, gate, has_dc, has_da, has_dz):
+    def infer(self, in_types, state, gate, has_dc, has_da, has_dz, has_d0):
         _check_fns(self.name, state, gate)
         want = 6 + bool(has_dc) + bool(has_da)
         if len(in_types) != want:
@@ -300,12 +302,12 @@ class LstmSeqBackward(OpDef):
                              f"X (D, T·N), R (4H, H); got A {a.shape}, C {c.shape}, "
                              f"S {s.shape}, X {x.shape}, dS {ds.shape}, R {r.shape}")
         n = c.shape[1] - a.shape[1]
-        dz = a.shape if has_dz else (4 * h, 0)
-        return [TensorType(dtype, dz), TensorType(dtype, (h, n)), TensorType(dtype, (h, n)),
+        dz, d0 = a.shape if has_dz else (4 * h, 0), (h, n) if has_d0 else (h, 0)
+        return [TensorType(dtype, dz), TensorType(dtype, d0), TensorType(dtype, d0),
                 TensorType(dtype, (4 * h, 1)), TensorType(dtype, r.shape),
                 TensorType(dtype, (4 * h, x.shape[0]))]
 
-    def ref(self, *args, state, gate, has_dc, has_da, has_dz):
+    def ref(self, *args, state, gate, has_dc, has_da, has_dz, has_d0):
         a, c, r, s, x, ds, dc, da = self._inputs(args, has_dc, has_da)
         tn, h = a.shape[1], r.shape[1]
         n = c.shape[1] - tn
@@ -328,6 +330,8 @@ class LstmSeqBackward(OpDef):
             dh = r.T @ dz[:, k:k + n]
         dh0 = ds[:, :n] + dh
         dc0 = dcc + dc[:, :n] if dc is not None else dcc
+        if not has_d0:
+            dh0 = dc0 = np.empty((h, 0), dz.dtype)
         return (dz if has_dz else np.empty((4 * h, 0), dz.dtype), dh0, dc0,
                 dz.sum(axis=1, keepdims=True),
                 dz @ s[:, :tn].T, dz @ x.T)
@@ -335,7 +339,11 @@ class LstmSeqBackward(OpDef):
     def prune(self, node, used):
         # dZ leaves the kernel only for another op (an input's gradient W^T·dZ): unread, its
         # 4H x T·N stores go (the backward gate loop 270-290 -> 160-190 us at H = 128, N = 32)
-        return {"has_dz": False} if node.attrs["has_dz"] and not used[0] else None
+        # (and dh0, dc0: no last product, 1/T of that kernel's products)
+        at = {**({"has_dz": False} if node.attrs["has_dz"] and not used[0] else {}),
+              **({"has_d0": False} if node.attrs["has_d0"] and not (used[1] or used[2])
+                 else {})}
+        return at or None
 
     def vjp(self, b, node, cts):
         # through the same computation written in primitive ops: the objective sum_k <out_k,
@@ -359,7 +367,8 @@ class LstmSeqBackward(OpDef):
     def lower_numba(self, node):
         at = node.attrs
         g, s = _src(_SRC_D[at["gate"]], node), _src(_SRC_D[at["state"]], node)
-        h, n = node.outputs[1].shape
+        h = node.inputs[2].shape[1]  # R (4H, H); N from C (H, N + T·N) and A (4H, T·N)
+        n = node.inputs[1].shape[1] - node.inputs[0].shape[1]
         dtype = np_dtype(node.outputs[0].dtype)
         weights, product = _BACKWARD_PRODUCT[_packs(n, dtype)]
         source = _BACKWARD.format(
@@ -373,8 +382,9 @@ class LstmSeqBackward(OpDef):
             da_o=" + da[h3 + jj, col]" if at["has_da"] else "",
             dgate_i=g.format("ai"), dgate_f=g.format("af"), dstate_g=s.format("ag"),
             dgate_o=g.format("ao"),
-            dc0="dc[jj, qq] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]",
-            dz_out=_DZ_OUT if at["has_dz"] else "",
+            dz_out=_DZ_OUT if at["has_dz"] else "", has_d0=at["has_d0"],
+            d0_out=_D0_OUT.format(dc0="dc[jj, qq] + dcc[j, q]" if at["has_dc"] else "dcc[j, q]")
+            if at["has_d0"] else "",
             zero=_src("ZERO", node), grid=_GRID.format(buf="zc"), chunk_columns=CHUNK_COLUMNS)
         groups, parts = _grid(h, n, dtype, groups_first=True)
         count = groups * parts
@@ -405,7 +415,8 @@ class LstmSeqBackward(OpDef):
             # the last without dZ (as dead-code elimination leaves it when nothing reads dZ)
             out.append(Sample([a, c, s.args[2], st, s.args[0], rng.normal(size=st.shape),
                                *extra], {**s.attrs, "has_dc": has_dc, "has_da": has_da,
-                                         "has_dz": len(out) < len(flags) - 1}))
+                                         "has_dz": len(out) < len(flags) - 1,
+                                         "has_d0": len(out) != len(flags) - 2}))
         return out
 
 
@@ -632,8 +643,10 @@ _BACKWARD_PRODUCT = {
     for u in range(p):
         first += ((u + one) * hd // parts - u * hd // parts + pr - one) // pr
     apl = ap[np.intp(first):np.intp(first + panels)]
-    for j in range(g * hs // groups, (g + one) * hs // groups):
-        pack_row(apl, j, 0, r[:, j0 + j])
+    for m in range(np.uint64(4) * hd):  # a panel's row of R^T: pr contiguous floats of R's
+        for i in range(g * panels // groups, (g + one) * panels // groups):
+            for u in range(min(pr, hs - i * pr)):
+                apl[i, m * pr + u] = r[m, j0 + i * pr + u]
     dh = np.zeros((panels * pr, wp), dtype=dz.dtype)
 """, "panel_gemm(apl, zg[:, np.intp(sq):np.intp(sq + wp)], dh)"),
     False: ("""    panels = (hs + pr - one) // pr
@@ -650,9 +663,17 @@ _DZ_OUT = """                dz[jj, col] = gi
                 dz[h3 + jj, col] = go
 """
 
+_D0_OUT = """    for j in range(hs):
+        jj = j0 + j
+        for q in range(wq):
+            qq = q0 + q
+            dh0[jj, qq] = ds[jj, qq] + dh[j, q]
+            dc0[jj, qq] = {dc0}
+"""
+
 _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, ap, zc, bt, acc, part,
            sync, t, T):
-    hd, n = np.uint64(dh0.shape[0]), np.uint64(dh0.shape[1])
+    hd, n = np.uint64(c.shape[0]), np.uint64(c.shape[1] - a.shape[1])
 {grid}    h2 = hd + hd
     h3 = h2 + hd
     steps = np.uint64(a.shape[1]) // n
@@ -724,7 +745,8 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, ap,
                 dcc[j, q] = dcv * af
         met += one
         step_barrier(sync, t, parts, base + met, g * parts)
-        {product}
+        if back + one < steps or {has_d0}:  # the last step's product is for dh0 alone
+            {product}
         if (back + one) % chunk == 0 or back + one == steps:  # steps k.. of the chunk
             met += one  # its group's chunk done: its own columns first, then every other
             store_release(sync, t * SYNC_STRIDE, base + met)  # group's once they are
@@ -739,13 +761,7 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, ap,
                 b0 = np.intp((steps * u0 * lanes if n >= lanes else 0) + k * uw)
                 z0, z1 = np.intp(s0 * uw), np.intp(s1 * uw)
                 panel_gemm_add(zc[u, np.intp(m0):np.intp(m1), z0:z1], bt[b0:b0 + z1 - z0], at)
-    for j in range(hs):
-        jj = j0 + j
-        for q in range(wq):
-            qq = q0 + q
-            dh0[jj, qq] = ds[jj, qq] + dh[j, q]
-            dc0[jj, qq] = {dc0}
-    for gate in range(np.uint64(4)):  # its columns' sums, for every group's to be added
+{d0_out}    for gate in range(np.uint64(4)):  # its columns' sums, for every group's to be added
         for j in range(hs):
             total = sums[gate * hs + j, 0]
             for q in range(one, wq):
