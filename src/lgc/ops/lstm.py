@@ -238,8 +238,8 @@ class LstmSeq(OpDef):
         # of [R W] packed, and the barriers' counters: the lowering's own, the same arrays on
         # every call (a call built once)
         hx = zeros_aligned((groups, 2, h + d, _padded(n, dtype)), dtype)
-        ap = zeros_aligned((_panels(4, h, parts) if _packs(n, dtype) else 1,
-                       (h + d) * _panel_rows()), dtype)
+        panels = _panels(4, h, parts) if _packs(n, dtype) else 1
+        ap = zeros_aligned((panels, (h + d) * _panel_rows()), dtype)
         sync = _sync(groups * parts)
         return Lowering(source=source, threads=groups * parts, sync=sync,
                         args=lambda ins, outs: [*ins, *outs, ap, hx, sync])
@@ -333,13 +333,12 @@ class LstmSeqBackward(OpDef):
         if not has_d0:
             dh0 = dc0 = np.empty((h, 0), dz.dtype)
         return (dz if has_dz else np.empty((4 * h, 0), dz.dtype), dh0, dc0,
-                dz.sum(axis=1, keepdims=True),
-                dz @ s[:, :tn].T, dz @ x.T)
+                dz.sum(axis=1, keepdims=True), dz @ s[:, :tn].T, dz @ x.T)
 
     def prune(self, node, used):
         # dZ leaves the kernel only for another op (an input's gradient W^T·dZ): unread, its
-        # 4H x T·N stores go (the backward gate loop 270-290 -> 160-190 us at H = 128, N = 32)
-        # (and dh0, dc0: no last product, 1/T of that kernel's products)
+        # 4H x T·N stores go (the backward gate loop 270-290 -> 160-190 us at H = 128, N = 32);
+        # dh0 and dc0 unread (constant initial states): the last step's product goes
         at = {**({"has_dz": False} if node.attrs["has_dz"] and not used[0] else {}),
               **({"has_d0": False} if node.attrs["has_d0"] and not (used[1] or used[2])
                  else {})}
@@ -390,8 +389,8 @@ class LstmSeqBackward(OpDef):
         count = groups * parts
         d, tn = node.inputs[4].shape
         wide = _whole(h, dtype) + _whole(d, dtype)
-        ap = zeros_aligned((_panels(1, h, parts) if _packs(n, dtype) else 1,
-                       4 * h * _panel_rows()), dtype)
+        panels = _panels(1, h, parts) if _packs(n, dtype) else 1
+        ap = zeros_aligned((panels, 4 * h * _panel_rows()), dtype)
         # [S's leading T·N columns; X]^T, a group's columns padded to whole registers
         bt = zeros_aligned((tn // n * _padded(n, dtype), wide), dtype)
         # each group's dZ of two chunks of steps, each thread's [dR dW] accumulated over the
@@ -412,7 +411,8 @@ class LstmSeqBackward(OpDef):
             extra = ([rng.normal(size=c.shape)] if has_dc else []) + (
                 [rng.normal(size=a.shape)] if has_da else [])
             # A and C as the forward pass leaves them: gates in (0, 1), g in (-1, 1)
-            # the last without dZ (as dead-code elimination leaves it when nothing reads dZ)
+            # the fourth without dh0 and dc0, the last without dZ (as dead-code elimination
+            # leaves them when nothing reads them)
             out.append(Sample([a, c, s.args[2], st, s.args[0], rng.normal(size=st.shape),
                                *extra], {**s.attrs, "has_dc": has_dc, "has_da": has_da,
                                          "has_dz": len(out) < len(flags) - 1,
