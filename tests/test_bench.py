@@ -144,3 +144,14 @@ def test_profile_times_steps_and_the_calls_inside_runs(bench, capsys):
     assert calls and any("adam_update" in line for line in calls)
     assert all(float(line.split()[0]) >= 0 for line in calls)
     assert sum(float(line.split()[0]) for line in calls) > 0
+
+
+def test_profile_labels_a_step_by_its_largest_output(bench, capsys):
+    """An LSTM's backward kernel, its dZ, dh0 and dc0 pruned to empty arrays on data with
+    constant initial states, is labelled by its largest output (dR: 4H x H = 32x8 on the quick
+    sizes), not an empty one."""
+    pytest.importorskip("numba")
+    bench.main(["--profile", "lstm", "--quick", "--reps", "3", "--top", "40"])
+    head = capsys.readouterr().out.split("inside the runs (")[0]
+    (line,) = [ln for ln in head.splitlines() if "lstm_seq_backward" in ln]
+    assert line.split()[4] == "32x8", line

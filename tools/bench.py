@@ -565,10 +565,12 @@ def _profile_runs(exe, step, reps: int, top: int) -> list[str]:
 
 
 def _label(step) -> str:
-    """A profiled step's op (fused members joined by +), output shape and provenance."""
+    """A profiled step's op (fused members joined by +), output shape (its largest output's:
+    an output pruned by dead-code elimination is empty) and provenance."""
     node = step.node
     op = "+".join(step.kernel.ops) if step.kernel is not None else node.op.name
-    shape = "x".join(map(str, node.outputs[0].shape)) if node.outputs else ""
+    out = max(node.outputs, key=lambda o: o.type.size, default=None)
+    shape = "x".join(map(str, out.shape)) if out is not None else ""
     return f"{op[:34]:34} {shape[:18]:18} {node.prov}"
 
 
