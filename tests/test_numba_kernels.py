@@ -868,7 +868,7 @@ def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, st
     padded to whole registers (19 -> 24 columns of float64, 33 -> 48 of float32: groups of
     one, two and three registers, the last one's columns part padding); a smaller one
     through BLAS."""
-    from lgc.backend.numba.intrinsics import VECTOR_BYTES
+    from lgc.backend.numba.intrinsics import PANEL_ROWS, VECTOR_BYTES
     from lgc.ops import lstm
 
     lanes = VECTOR_BYTES // (8 if dtype == "f64" else 4)
@@ -891,7 +891,11 @@ def test_lstm_recurrence_split_between_threads_matches_reference(monkeypatch, st
     g, args = _one_op("lstm_seq_backward", [a, c, args[2], s, args[0], *cts],
                       {**attrs, "has_dc": True, "has_da": True}, dtype)
     (node,) = [n for n in g.nodes if n.op.name == "lstm_seq_backward"]
-    assert ("panel_gemm(" in node.op.lower_numba(node).source) == (batch >= lanes)
+    lowering = node.op.lower_numba(node)
+    assert ("panel_gemm(" in lowering.source) == (batch >= lanes)
+    # the kernel's scratch does not grow with its threads: one accumulator of [dR dW]'s size
+    acc = lowering.args([None] * len(node.inputs), [None] * len(node.outputs))[-3]
+    assert acc.ndim == 2 and acc.shape[0] == -(-4 * 64 // PANEL_ROWS) * PANEL_ROWS
     exe = NumbaExecutable(g)
     for k in range(3):  # the planned buffers and the lowering's scratch reused
         moved = [*args[:5], *(ct * (1 - 0.25 * k) for ct in args[5:])]

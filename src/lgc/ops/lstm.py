@@ -393,10 +393,10 @@ class LstmSeqBackward(OpDef):
         ap = zeros_aligned((panels, 4 * h * _panel_rows()), dtype)
         # [S's leading T·N columns; X]^T, a group's columns padded to whole registers
         bt = zeros_aligned((tn // n * _padded(n, dtype), wide), dtype)
-        # each group's dZ of two chunks of steps, each thread's [dR dW] accumulated over the
-        # chunks (any thread's rows: a call on one thread has them all), each group's sums
+        # each group's dZ of two chunks of steps, [dR dW] accumulated over the chunks (each
+        # thread its block of whole panels of rows), each group's sums
         zc = zeros_aligned((groups, 4 * h, 2 * max(CHUNK_COLUMNS, _padded(n, dtype))), dtype)
-        acc = zeros_aligned((count, _whole_panels(4 * h), wide), dtype)
+        acc = zeros_aligned((_whole_panels(4 * h), wide), dtype)
         part = zeros_aligned((groups, 4 * h), dtype)
         sync = _sync(count)
         return Lowering(source=source, threads=count, sync=sync,
@@ -705,7 +705,7 @@ _BACKWARD = """def kernel(dz, dh0, dc0, db, dr, dw, a, c, r, s, x, ds{args}, ap,
     all_panels = (np.uint64(4) * hd + pr - one) // pr  # its rows of [dR dW]: whole panels
     m0 = np.uint64(t) * all_panels // np.uint64(T) * pr
     m1 = min(np.uint64(4) * hd, (np.uint64(t) + one) * all_panels // np.uint64(T) * pr)
-    at = acc[t]
+    at = acc[np.intp(m0):np.intp((m1 + pr - one) // pr * pr)]  # (rows past 4H: scratch)
     for i in range(m1 - m0):
         for m in range(wide):
             at[i, m] = {zero}
