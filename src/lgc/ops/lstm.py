@@ -228,6 +228,7 @@ class LstmSeq(OpDef):
         d = node.inputs[0].shape[0]
         dtype = np_dtype(node.outputs[0].dtype)
         weights, product = _FORWARD_PRODUCT[_packs(n, dtype)]
+        weights = weights.format(first_panel=_FIRST_PANEL.format(gates=4))
         source = _FORWARD.format(
             grid=_GRID.format(buf="hx"), weights=weights, product=product,
             gate_i=gate.format(pre("")), gate_f=gate.format(pre("hs + ")),
@@ -370,6 +371,7 @@ class LstmSeqBackward(OpDef):
         n = node.inputs[1].shape[1] - node.inputs[0].shape[1]
         dtype = np_dtype(node.outputs[0].dtype)
         weights, product = _BACKWARD_PRODUCT[_packs(n, dtype)]
+        weights = weights.format(first_panel=_FIRST_PANEL.format(gates=1))
         source = _BACKWARD.format(
             weights=weights, product=product,
             args=", dc" * at["has_dc"] + ", da" * at["has_da"],
@@ -602,6 +604,14 @@ _FORWARD = """def kernel(x, w, r, bias, h0, c0, s, c, a, ap, hx, sync, t, T):
     return 0
 """
 
+# a part's first panel in `ap`: the panels of the parts before it, in turn, each with {gates}
+# packed rows a hidden unit (as `_panels` counts them)
+_FIRST_PANEL = """    first = np.uint64(0)
+    for u in range(p):
+        first += (np.uint64({gates}) * ((u + one) * hd // parts - u * hd // parts) + pr
+                  - one) // pr
+"""
+
 # the step's product on weights packed for `panel_gemm` (a step block at least a register
 # wide), or as they are for BLAS: (weights, product) source for each kernel
 _FORWARD_PRODUCT = {
@@ -609,10 +619,7 @@ _FORWARD_PRODUCT = {
     # part's other groups pack the rest, seen after the first barrier), and of b
     rows = np.uint64(4) * hs
     panels = (rows + pr - one) // pr
-    first = np.uint64(0)  # its part's first panel in `ap`: the parts before it, in turn
-    for u in range(p):
-        first += (np.uint64(4) * ((u + one) * hd // parts - u * hd // parts) + pr - one) // pr
-    apl = ap[np.intp(first):np.intp(first + panels)]
+{first_panel}    apl = ap[np.intp(first):np.intp(first + panels)]
     for i in range(g * rows // groups, (g + one) * rows // groups):
         row = i // hs * hd + j0 + i % hs
         pack_row(apl, i, 0, r[row])
@@ -639,10 +646,7 @@ _FORWARD_PRODUCT = {
 _BACKWARD_PRODUCT = {
     True: ("""    # its part's rows of R^T, packed (its share: as in the forward kernel)
     panels = (hs + pr - one) // pr
-    first = np.uint64(0)  # its part's first panel in `ap`
-    for u in range(p):
-        first += ((u + one) * hd // parts - u * hd // parts + pr - one) // pr
-    apl = ap[np.intp(first):np.intp(first + panels)]
+{first_panel}    apl = ap[np.intp(first):np.intp(first + panels)]
     for m in range(np.uint64(4) * hd):  # a panel's row of R^T: pr contiguous floats of R's
         for i in range(g * panels // groups, (g + one) * panels // groups):
             for u in range(min(pr, hs - i * pr)):

@@ -98,11 +98,13 @@ def kernel_key(source: str, flags: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` (text or bytes) at `path` through a temporary file in its folder, so a
+    partial file is never read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 
@@ -115,7 +117,7 @@ def load_kernel(source: str, flags: dict):
     written = not path.exists()
     if written:
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(flags.items()))
-        _write_atomic(path, f"{HEADER}\n@njit({args})\n{source}")
+        write_atomic(path, f"{HEADER}\n@njit({args})\n{source}")
     spec = importlib.util.spec_from_file_location(f"lgc_kernel_{key}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # Numba's cache loader finds the module by name

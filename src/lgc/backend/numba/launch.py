@@ -101,6 +101,8 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
     of building it, ~3 ms a trampoline)."""
     import ctypes
 
+    from .compile import write_atomic
+
     descs = [dispatcher.overloads[tuple(sig)].fndesc for dispatcher, sig in kernels]
     targets = [dispatcher.overloads[tuple(sig)].library.get_pointer_to_function(
         d.llvm_func_name) for (dispatcher, sig), d in zip(kernels, descs)]
@@ -114,7 +116,10 @@ def _build(kernels: list[tuple], llvm, ctx) -> list[int]:
         obj = path.read_bytes()
     except OSError:
         obj = machine.emit_object(llvm.parse_assembly(_module(descs, ctx, llvm)))
-        _write(path, obj)
+        try:
+            write_atomic(path, obj)
+        except OSError:  # a read-only cache: the next process builds them again
+            pass
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
@@ -140,22 +145,6 @@ def _object_path(descs, llvm):
     spec = repr((code, numba.__version__, llvmlite.__version__, llvm.get_process_triple(),
                  [(str(d.restype), [str(t) for t in d.argtypes]) for d in descs]))
     return cache_dir() / "trampolines" / f"{hashlib.sha256(spec.encode()).hexdigest()[:32]}.o"
-
-
-def _write(path, data: bytes) -> None:
-    """Write `data` at `path` atomically (a partial file is never read); a failure (a read-
-    only cache) only costs the next process the build."""
-    import os
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass
 
 
 def _module(descs, ctx, llvm) -> str:
