@@ -197,26 +197,21 @@ def test_workspace_buffers_are_reused():
     assert_same(exe([x]), run_graph(b.graph, [x]))
     distinct = {id(buf) for buf in exe._buffers.values()}
     assert len(distinct) < len(exe._buffers)
-    # each big one on a cache line of its own (threads writing neighbouring blocks share no
-    # line); the output is fresh on every call
-    big = [buf for buf in exe._buffers.values() if buf.nbytes >= 4096]
-    assert big and all(buf.ctypes.data % 64 == 0 for buf in big)
+    # each on a cache line of its own (threads writing neighbouring blocks share no line)
+    assert all(buf.ctypes.data % 64 == 0 for buf in exe._buffers.values())
     assert exe([x])[0].ctypes.data % 64 == 0
 
 
-@pytest.mark.parametrize("shape,dtype", [((30, 50), np.float32), ((700,), np.float64),
-                                         ((3, 5), np.float32), ((), np.int64),
-                                         ((0, 4), np.float32), ((20, 30, 40), np.uint8)])
+@pytest.mark.parametrize("shape,dtype", [((3, 5), np.float32), ((7,), np.float64), ((), np.int64),
+                                         ((0, 4), np.float32), ((2, 3, 4), np.uint8)])
 def test_aligned_buffers_are_ordinary_arrays_starting_on_a_cache_line(shape, dtype):
-    """From 4 KB on (a small array is NumPy's own: no kernel splits one between threads)."""
-    from lgc.backend.plan import SMALL_BYTES, empty_aligned, zeros_aligned
+    from lgc.backend.plan import empty_aligned, zeros_aligned
 
     for _ in range(8):  # NumPy's own allocations start 16 bytes apart: some land off a line
         a, z = empty_aligned(shape, dtype), zeros_aligned(shape, dtype)
         for buf in (a, z):
             assert buf.shape == shape and buf.dtype == dtype and buf.flags.c_contiguous
-            assert buf.flags.writeable
-            assert buf.nbytes < SMALL_BYTES or buf.ctypes.data % 64 == 0
+            assert buf.flags.writeable and (buf.size == 0 or buf.ctypes.data % 64 == 0)
         assert not z.any()
 
 
